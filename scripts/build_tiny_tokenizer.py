@@ -1,0 +1,129 @@
+"""Build the embedded tiny tokenizer (byte-level BPE) with a tool-aware chat template.
+
+The tokenizer is trained with the ``tokenizers`` library on the project's own sample
+trajectories and saved as a standard Hugging Face tokenizer folder, so
+``AutoTokenizer.from_pretrained`` loads it offline.
+
+Usage:
+    python scripts/build_tiny_tokenizer.py [--out xlam/assets/tiny_tokenizer] [--vocab-size 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ChatML with Hermes-style tool calls: tools in the system turn, calls as JSON inside
+# <tool_call> tags, tool results as their own turns. Every message renders the same
+# whether or not it is last, so the template is prefix-stable.
+CHAT_TEMPLATE = r"""
+{%- set sys = messages[0].content if messages and messages[0].role == 'system' else '' -%}
+{%- if tools -%}
+<|im_start|>system
+{% if sys %}{{ sys }}
+
+{% endif %}# Tools
+You may call one or more functions. Available functions:
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+For each call, return a JSON object with "name" and "arguments" inside <tool_call></tool_call> tags.<|im_end|>
+{% elif sys -%}
+<|im_start|>system
+{{ sys }}<|im_end|>
+{% endif -%}
+{%- for m in messages -%}
+{%- if m.role == 'user' -%}
+<|im_start|>user
+{{ m.content }}<|im_end|>
+{% elif m.role == 'assistant' -%}
+<|im_start|>assistant
+{% if m.reasoning_content %}<think>
+{{ m.reasoning_content }}
+</think>
+{% endif %}{{ m.content or '' }}
+{%- for tc in m.tool_calls or [] -%}
+{%- set f = tc.function if tc.function is defined else tc -%}
+{% if loop.first and m.content %}
+{% endif %}{% if not loop.first %}
+{% endif %}<tool_call>
+{"name": "{{ f.name }}", "arguments": {{ f.arguments | tojson if f.arguments is not string else f.arguments }}}
+</tool_call>
+{%- endfor %}<|im_end|>
+{% elif m.role == 'tool' -%}
+<|im_start|>tool
+<tool_response>
+{{ m.content }}
+</tool_response><|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{% endif -%}
+""".strip()
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+ADDED = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
+         "</think>"]
+
+
+def corpus(data_dir: Path) -> list[str]:
+    texts = []
+    for path in sorted(data_dir.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            texts.append(rec["task_instruction"])
+            texts.extend(json.dumps(t) for t in rec["tools"])
+            for m in rec["conversation"]:
+                texts.append(m["content"])
+                for c in m.get("tool_calls", []):
+                    texts.append(json.dumps({"name": c["function"]["name"],
+                                             "arguments": c["function"]["arguments"]}))
+    texts.append(CHAT_TEMPLATE)
+    return texts
+
+
+def build(out: Path, vocab_size: int, data_dir: Path) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL + ADDED,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(data_dir), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    # Tool tags are ordinary added tokens: decode keeps them, so parsers can see them.
+    fast.add_tokens(ADDED)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = 4096
+    out.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(out)
+    return fast
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "xlam/assets/tiny_tokenizer")
+    p.add_argument("--data", type=Path, default=ROOT / "xlam/assets/data")
+    p.add_argument("--vocab-size", type=int, default=2048)
+    args = p.parse_args()
+    fast = build(args.out, args.vocab_size, args.data)
+    print(f"saved tokenizer with {len(fast)} tokens to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
