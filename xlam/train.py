@@ -34,6 +34,17 @@ def _float_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _save_final_checkpoint(trainer: L.Trainer) -> None:
+    # Periodic checkpoints rarely land on the last step; the final state must be resumable.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = trainer.checkpoint_callback
+    if trainer.fast_dev_run or not isinstance(ckpt, ModelCheckpoint) or ckpt.dirpath is None:
+        return
+    if ckpt.save_last and ckpt._last_global_step_saved != trainer.global_step:
+        trainer.save_checkpoint(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}.ckpt")
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train a model as described by ``cfg``.
 
@@ -75,6 +86,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ckpt_path = cfg.get("ckpt_path")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = _float_metrics(trainer.callback_metrics)
+    _save_final_checkpoint(trainer)
 
     objects: dict[str, Any] = {"datamodule": datamodule, "module": module, "trainer": trainer,
                                "run_id": run_id}
