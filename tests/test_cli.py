@@ -60,3 +60,13 @@ def test_cli_experiment_sweep(tmp_path: Path) -> None:
     _run(["-m", f"hydra.sweep.dir={sweep}", "experiment=glob(*)", "debug=fdr"], cwd=tmp_path,
          timeout=600)
     assert any(p.is_dir() for p in sweep.iterdir())
+
+
+@pytest.mark.slow
+def test_cli_optuna_search(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    _run(["-m", "hparams_search=optuna_lr", f"hydra.sweep.dir={sweep}",
+          "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+          "trainer.max_steps=2", "data.batch_size=2", "export.enabled=false", "callbacks=none"],
+         cwd=tmp_path, timeout=600)
+    assert (sweep / "optimization_results.yaml").is_file()
