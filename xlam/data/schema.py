@@ -82,14 +82,20 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.role == "assistant":
-            if self.reasoning is not None:
-                d["reasoning"] = self.reasoning
-            if self.tool_calls:
-                d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
-        elif self.role == "tool":
+        # Every field that is set is written, whatever the role, so that
+        # ``Message.from_dict(m.to_dict()) == m`` holds for any message (lossless round trip).
+        if self.reasoning is not None:
+            d["reasoning"] = self.reasoning
+        if self.tool_calls:
+            d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.role == "tool":
             d["tool_call_id"] = self.tool_call_id
             d["name"] = self.name
+        else:
+            if self.tool_call_id is not None:
+                d["tool_call_id"] = self.tool_call_id
+            if self.name is not None:
+                d["name"] = self.name
         return d
 
     @classmethod
@@ -239,6 +245,11 @@ def normalize_tool(t: dict[str, Any]) -> dict[str, Any]:
         raise SchemaError("every tool needs a non-empty string 'name'")
     out = {"name": name, "description": fn.get("description", "") or ""}
     out["parameters"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    # Keep any other keys of the function (``strict``, ``returns``...): dropping them would
+    # make a read-write round trip lossy.
+    for key, val in fn.items():
+        if key not in out:
+            out[key] = val
     return {"type": "function", "function": out}
 
 

@@ -1,0 +1,138 @@
+"""The conversion loop: stream records through an importer; every record ends up somewhere.
+
+Each record read yields exactly one result, a :class:`~xlam.data.schema.Trajectory` or a
+:class:`Reject` naming the broken rule with the record's origin, so that
+``converted + rejected == read`` holds by construction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xlam.data.schema import SchemaError, Trajectory
+
+from .base import Context, Importer, RecordError
+from .io import JsonlWriter, iter_records
+
+_PROGRESS_EVERY = 4096
+
+
+@dataclass(slots=True)
+class Reject:
+    """A record that did not make it, and why.
+
+    Attributes:
+        rule: Name of the broken rule.
+        message: What exactly is wrong.
+        origin: Where the record came from (file, line, index).
+        record: The original record (or its raw text when it could not be decoded).
+    """
+
+    rule: str
+    message: str
+    origin: dict[str, Any]
+    record: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "message": self.message,
+            "origin": self.origin,
+            "record": self.record,
+        }
+
+
+def _fallback_id(stem: str, origin: dict[str, Any]) -> str:
+    split = origin.get("split")
+    index = origin.get("index", 0)
+    return f"{stem}-{split}-{index}" if split else f"{stem}-{index}"
+
+
+def import_records(
+    path: str | Path, fmt: str | Importer, source: str | None = None
+) -> Iterator[tuple[Trajectory | Reject, Any, dict[str, Any]]]:
+    """Yield ``(trajectory or reject, original record, origin)`` for each record of ``path``.
+
+    Args:
+        path: Input file or datasets folder (see :func:`~xlam.data.formats.iter_records`).
+        fmt: Format name or importer function.
+        source: Dataset name for ``Trajectory.source`` (default: the format name).
+    """
+    from . import FORMATS, get_importer
+
+    importer = get_importer(fmt) if isinstance(fmt, str) else fmt
+    if source is None:
+        source = fmt if isinstance(fmt, str) and fmt in FORMATS else Path(path).stem
+    stem = Path(path).stem
+    early: list[Reject] = []
+
+    def on_error(err: RecordError, origin: dict[str, Any], raw: Any) -> None:
+        early.append(Reject(err.rule, err.message, origin, raw))
+
+    for record, origin in iter_records(path, on_error=on_error):
+        if early:
+            for r in early:
+                yield r, r.record, r.origin
+            early.clear()
+        ctx = Context(source=source, fallback_id=_fallback_id(stem, origin), origin=origin)
+        try:
+            result: Trajectory | Reject = importer(record, ctx)
+        except RecordError as e:
+            result = Reject(e.rule, e.message, origin, record)
+        except SchemaError as e:
+            result = Reject("schema", str(e), origin, record)
+        except RecursionError:
+            result = Reject("too_deep", "record nested too deeply to process", origin, record)
+        except Exception as e:  # an importer bug must not lose the record or stop the run
+            result = Reject("internal_error", f"{type(e).__name__}: {e}", origin, record)
+        yield result, record, origin
+    for r in early:
+        yield r, r.record, r.origin
+
+
+@dataclass
+class ConvertReport:
+    """Counts of one conversion run (``read == converted + rejected``)."""
+
+    read: int = 0
+    converted: int = 0
+    rejected: int = 0
+    rules: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "converted": self.converted,
+            "rejected": self.rejected,
+            "rejects_by_rule": dict(self.rules.most_common()),
+        }
+
+
+def convert_file(
+    path: str | Path,
+    fmt: str,
+    out: str | Path,
+    rejects: str | Path,
+    source: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ConvertReport:
+    """Convert ``path`` to unified JSONL ``out``; rejects (rule, message, origin, record) go to
+    ``rejects``. Streams: memory does not grow with the input."""
+    report = ConvertReport()
+    with JsonlWriter(out) as good, JsonlWriter(rejects) as bad:
+        for result, _, _ in import_records(path, fmt, source):
+            report.read += 1
+            if isinstance(result, Reject):
+                report.rejected += 1
+                report.rules[result.rule] += 1
+                bad.write(result.to_dict())
+            else:
+                report.converted += 1
+                good.write(result.to_dict())
+            if on_progress is not None and report.read % _PROGRESS_EVERY == 0:
+                on_progress(report.read)
+    return report
