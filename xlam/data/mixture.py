@@ -1,10 +1,26 @@
-"""Mixture recipes: which sources, how much of each, and the plan of the run."""
+"""Mixture recipes: which sources, how much of each, and the plan of the run.
+
+Two rules, one per mixture (ActionStudio semantics):
+
+- ``epochs`` (default 1): source ``s`` delivers ``size_s × epochs_s`` samples, so its
+  probability is ``size_s·epochs_s / Σ size·epochs``; ``size`` is counted when omitted.
+- ``weight``: the run has ``num_samples`` samples (default: the sum of sizes) split by weight.
+
+The typed schema (:class:`DataConfig`) checks a ``data:`` config with messages a user
+understands; :func:`register_configs` puts it in Hydra's ConfigStore so that a config can
+use it as a schema (``defaults: [/schema/data@_here_, _self_]``) and fail at compose time.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from xlam.data.packing import PackingConfig
+
+OVERLONG = ("drop", "truncate", "error")
 
 
 @dataclass
@@ -15,9 +31,12 @@ class SourceSpec:
         name: Source name (used in metrics and the run record).
         path: File or folder holding the records.
         format: Importer name (``unified`` for the unified JSONL format).
-        size: Records to use; counted from the data when ``None``.
+        size: Records to use (the first ``size``); counted from the data when ``None``.
         epochs: Passes over the source (fractions subsample without repeats).
         weight: Explicit mixing weight; excludes ``epochs``.
+        streaming: Read the file sequentially while training instead of rendering it into
+            the cache first (for data larger than memory or disk cache).
+        shuffle_buffer: Records held by a streaming source's shuffle buffer.
     """
 
     name: str
@@ -26,32 +45,174 @@ class SourceSpec:
     size: int | None = None
     epochs: float | None = None
     weight: float | None = None
+    streaming: bool = False
+    shuffle_buffer: int = 10_000
 
     def __post_init__(self) -> None:
+        where = f"data.sources.{self.name}"
+        if not self.path:
+            raise ValueError(f"{where}.path is empty")
         if self.epochs is not None and self.weight is not None:
-            raise ValueError(f"source {self.name!r}: give either epochs or weight, not both")
+            raise ValueError(f"{where}: give either epochs or weight, not both")
         if self.epochs is not None and self.epochs < 0:
-            raise ValueError(f"source {self.name!r}: epochs must be >= 0, got {self.epochs}")
+            raise ValueError(f"{where}.epochs must be >= 0, got {self.epochs}")
         if self.weight is not None and self.weight < 0:
-            raise ValueError(f"source {self.name!r}: weight must be >= 0, got {self.weight}")
+            raise ValueError(f"{where}.weight must be >= 0, got {self.weight}")
+        if self.size is not None and self.size < 0:
+            raise ValueError(f"{where}.size must be >= 0, got {self.size}")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"{where}.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
 
 
-def sources_from_config(cfg: dict[str, Any]) -> list[SourceSpec]:
-    """Build source specs from a ``{name: {path, format, ...}}`` mapping."""
-    return [SourceSpec(name=name, **dict(spec)) for name, spec in cfg.items() if spec is not None]
+@dataclass
+class SourceConfig:
+    """Schema of one entry of ``data.sources`` (see :class:`SourceSpec`)."""
+
+    path: str = "???"
+    format: str = "unified"
+    size: int | None = None
+    epochs: float | None = None
+    weight: float | None = None
+    streaming: bool = False
+    shuffle_buffer: int = 10_000
+
+
+@dataclass
+class DataConfig:
+    """Schema of the ``data`` group (arguments of ``TrajectoryDataModule``).
+
+    Attributes:
+        sources: ``{name: SourceConfig}``.
+        tokenizer_path: Tokenizer whose chat template renders the data.
+        batch_size: Rows per micro-batch per rank (packed bins when packing is on).
+        max_length: Longest sample in tokens (default: ``packing.seq_length`` or 1024).
+        overlong: What happens to longer samples: ``drop``, ``truncate`` or ``error``.
+        seed: Seed of the sampler, the packer and streaming shuffle buffers.
+        num_samples: Total stream length for weight-based mixtures.
+        val_size: Samples per (non-streaming) source held out for validation.
+        render: Renderer options (``mode``, ``enable_thinking``, ``arguments_as_string``).
+        num_workers: DataLoader workers.
+        overfit_samples: Keep only the first N samples of each source (debugging).
+        packing: Sequence packing settings.
+        cache_dir: Folder of the rendered-sample cache; ``None`` renders in memory.
+        num_proc: Processes rendering a source into the cache (``None``: by size).
+    """
+
+    _target_: str = "xlam.data.datamodule.TrajectoryDataModule"
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    tokenizer_path: str = "???"
+    batch_size: int = 8
+    max_length: int | None = None
+    overlong: str = "drop"
+    seed: int = 0
+    num_samples: int | None = None
+    val_size: int = 0
+    render: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+    overfit_samples: int | None = None
+    packing: PackingConfig = field(default_factory=PackingConfig)
+    cache_dir: str | None = None
+    num_proc: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("data.sources is empty: give at least one source")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.overlong not in OVERLONG:
+            raise ValueError(f"data.overlong must be one of {OVERLONG}, got {self.overlong!r}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"data.max_length must be >= 1, got {self.max_length}")
+        pk = self.packing
+        if (
+            isinstance(pk, PackingConfig)
+            and pk.enabled
+            and self.max_length is not None
+            and self.max_length > pk.seq_length
+        ):
+            raise ValueError(
+                f"data.max_length={self.max_length} > data.packing.seq_length="
+                f"{pk.seq_length}: a packed sample must fit one bin"
+            )
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        specs = [
+            s if isinstance(s, SourceSpec) else SourceSpec(name=n, **_as_dict(s))
+            for n, s in self.sources.items()
+        ]
+        uses_weight = [s.name for s in specs if s.weight is not None]
+        if uses_weight and len(uses_weight) != len(specs):
+            raise ValueError(
+                f"data.sources {', '.join(uses_weight)} use weight and the others use epochs: "
+                "one mixture follows one rule"
+            )
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def validate_data_config(cfg: Any) -> DataConfig:
+    """Check a ``data`` config (mapping or DictConfig) against :class:`DataConfig`.
+
+    Unknown keys, wrong types and cross-field mistakes raise with the offending key.
+
+    Returns:
+        The typed config.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    merged = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg)
+    obj = OmegaConf.to_object(merged)
+    assert isinstance(obj, DataConfig)
+    return obj
+
+
+def register_configs() -> None:
+    """Store :class:`DataConfig` as ``schema/data`` in Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="schema", name="data", node=DataConfig)
+
+
+def sources_from_config(cfg: Mapping[str, Any]) -> list[SourceSpec]:
+    """Build source specs from a ``{name: {path, format, ...}}`` mapping.
+
+    Raises:
+        ValueError: On an unknown key, naming it and the known ones.
+    """
+    known = {f.name for f in fields(SourceSpec)} - {"name"}
+    specs = []
+    for name, spec in cfg.items():
+        if spec is None:
+            continue
+        spec = _as_dict(spec)
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError(
+                f"data.sources.{name}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        specs.append(SourceSpec(name=name, **spec))
+    return specs
 
 
 def plan_mixture(
-    specs: list[SourceSpec], sizes: dict[str, int], num_samples: int | None = None
+    specs: list[SourceSpec], sizes: Mapping[str, int], num_samples: int | None = None
 ) -> dict[str, int]:
     """Number of samples each source delivers over the run.
 
-    With ``epochs`` (ActionStudio semantics) source ``s`` gives ``size_s × epochs_s``
-    samples, so its probability is ``size_s·epochs_s / Σ size·epochs``. With ``weight`` the
-    run has ``num_samples`` samples (default: the sum of sizes) split by weight.
+    With ``epochs`` source ``s`` gives ``round(size_s × epochs_s)`` samples; with
+    ``num_samples`` these are rescaled to that total (largest remainder, so the total is
+    exact). With ``weight`` the run has ``num_samples`` samples (default: the sum of sizes)
+    split by weight.
 
     Raises:
-        ValueError: When sources mix ``epochs`` and ``weight``.
+        ValueError: When sources mix ``epochs`` and ``weight``, or weights sum to zero.
     """
     by_weight = [s for s in specs if s.weight is not None]
     if by_weight and len(by_weight) != len(specs):
@@ -59,20 +220,27 @@ def plan_mixture(
         raise ValueError(f"sources {names} use weight; the others use epochs: pick one rule")
     if by_weight:
         total = num_samples if num_samples is not None else sum(sizes[s.name] for s in specs)
-        wsum = sum(s.weight for s in specs)  # type: ignore[misc]
+        wsum = sum(s.weight or 0.0 for s in specs)
         if wsum <= 0:
             raise ValueError("mixture weights sum to zero")
-        return _largest_remainder({s.name: total * s.weight / wsum for s in specs}, total)  # type: ignore[operator]
+        return _largest_remainder({s.name: total * (s.weight or 0.0) / wsum for s in specs}, total)
     plan = {s.name: sizes[s.name] * (1.0 if s.epochs is None else s.epochs) for s in specs}
     if num_samples is not None:
         raw = sum(plan.values())
-        return _largest_remainder({k: num_samples * v / raw for k, v in plan.items()},
-                                  num_samples)
-    return {k: int(math.floor(v + 0.5)) for k, v in plan.items()}
+        if raw <= 0:
+            raise ValueError("every source plans 0 samples: nothing to rescale")
+        return _largest_remainder({k: num_samples * v / raw for k, v in plan.items()}, num_samples)
+    return {k: math.floor(v + 0.5) for k, v in plan.items()}
+
+
+def probabilities(plan: Mapping[str, int]) -> dict[str, float]:
+    """Share of each source in the stream."""
+    total = sum(plan.values())
+    return {k: (v / total if total else 0.0) for k, v in plan.items()}
 
 
 def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
-    floors = {k: int(math.floor(v)) for k, v in shares.items()}
+    floors = {k: math.floor(v) for k, v in shares.items()}
     left = total - sum(floors.values())
     for k in sorted(shares, key=lambda k: floors[k] - shares[k])[:left]:
         floors[k] += 1
@@ -80,8 +248,29 @@ def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
 
 
 def planned_steps(
-    total_samples: int, batch_size: int, world_size: int = 1, accumulate: int = 1
+    total_units: int, batch_size: int, world_size: int = 1, accumulate: int = 1
 ) -> int:
-    """Optimizer steps that consume the planned stream once."""
+    """Optimizer steps that consume the planned stream once.
+
+    Args:
+        total_units: Rows in the run: samples, or bins when packing.
+        batch_size: Rows per micro-batch per rank.
+        world_size: Data-parallel ranks.
+        accumulate: Micro-batches per optimizer step.
+    """
     per_step = batch_size * world_size * accumulate
-    return max(1, total_samples // per_step)
+    return max(1, total_units // per_step)
+
+
+__all__ = [
+    "OVERLONG",
+    "DataConfig",
+    "SourceConfig",
+    "SourceSpec",
+    "plan_mixture",
+    "planned_steps",
+    "probabilities",
+    "register_configs",
+    "sources_from_config",
+    "validate_data_config",
+]

@@ -1,135 +1,315 @@
 """A balanced, deterministic, rank-aware and resumable multi-source sampler.
 
-The sampler plans the whole run up front: source ``s`` delivers ``planned[s]`` samples
-(``size × epochs``). Each source's samples are spread evenly over the stream (stride
-scheduling), so sources interleave smoothly and every source's total is exact. Within a
-source, each pass over the data is a fresh permutation seeded by ``(seed, source, pass)``;
-a fractional last pass takes a prefix of its permutation, so nothing repeats within it.
+The sampler plans the whole run up front: source ``s`` delivers ``c_s`` samples (its
+planned ``size × epochs``), and the run is one *global stream* of ``N = Σ c_s`` positions.
 
-Global stream position ``p`` belongs to rank ``p % world_size``; the state is one integer
-(samples consumed per rank), so restoring it costs the same at any point of the run.
-No Lightning imports here.
+Interleaving (stride scheduling). The ``k``-th draw of source ``s`` gets the key
+``(k + φ_s) / c_s`` where ``φ_s ∈ (0, 1)`` is a seeded phase; the stream is all draws sorted
+by key (ties by source name). Every source is spread evenly over the run, so a source's
+share of any prefix is within a few samples of its planned share, runs of one source are as
+short as the proportions allow, and each source's total is exact by construction. Keys are
+compared exactly with integers (no float ties), so the order is identical on every machine.
+
+Records. The draws of a source are cut into passes of ``size`` draws; pass ``e`` visits the
+records in a fresh permutation seeded by ``(seed, epoch, source, e)``. A fractional last pass
+takes a prefix of its permutation, so nothing repeats within it. Streaming sources are not
+permuted here (their reader shuffles with a bounded buffer, see :mod:`xlam.data.sources`).
+
+Seek. Where draw ``k`` of source ``s`` sits in the stream is a sum over sources of how many
+of their keys are smaller, computed arithmetically; how many draws of each source precede
+position ``p`` is then a binary search per source: ``O(S² log N)`` integer operations, the
+same at position 10 or 10⁹. From there a heap merges the sources at ``O(log S)`` per sample.
+
+Ranks. :meth:`BalancedSampler.__iter__` deals the stream in global micro-batches of
+``block × world_size`` positions: rank ``r`` takes the ``r``-th contiguous block of each.
+Ranks are disjoint, every rank's micro-batch is a contiguous (hence balanced) slice of the
+interleaved stream, and the state is one global position, which also stays exact when a run
+resumes with another world size. No Lightning imports here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import heapq
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+# Resolution of the phases: keys are ``(Q·k + a_s) / (Q·c_s)`` with ``a_s ∈ [1, Q)``.
+_Q = 1 << 20
+_PERM_CACHE = 16
 
-def _seed(*parts: object) -> int:
+
+def stable_seed(*parts: object) -> int:
+    """A 64-bit seed from any parts, identical across processes and Python versions."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SampleRef:
-    """A pointer into the data: which source, which record, and where in the stream."""
+    """A pointer into the data.
+
+    Attributes:
+        source: Source name.
+        index: Record index within the source (already permuted); for a streaming source,
+            the rank of the record in its pass's shuffled reading order.
+        position: Position in the global stream.
+        cycle: Pass over the source this draw belongs to (``draw // size``).
+    """
 
     source: str
     index: int
     position: int
+    cycle: int = 0
 
 
 class BalancedSampler:
-    """Interleave several sources by plan.
+    """Interleave several sources by plan; seek anywhere in ``O(S² log N)``.
 
     Args:
         sizes: Number of records per source.
         planned: Number of samples each source delivers over the run.
         seed: Base seed.
-        rank: This process's rank.
+        rank: This process's rank (used by :meth:`__iter__`).
         world_size: Number of data-parallel ranks.
+        block: Consecutive positions a rank takes per global micro-batch (its batch size).
+        epoch: Run epoch; a new epoch re-draws phases and permutations.
+        streaming: Names of sources whose records are not permuted by the sampler.
+
+    Raises:
+        ValueError: On an impossible rank, a planned source without records, or a block
+            smaller than one.
     """
 
     def __init__(
         self,
-        sizes: dict[str, int],
-        planned: dict[str, int],
+        sizes: Mapping[str, int],
+        planned: Mapping[str, int],
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        block: int = 1,
+        epoch: int = 0,
+        streaming: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} not in [0, {world_size})")
+        if block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
         for name, n in planned.items():
             if n > 0 and sizes.get(name, 0) <= 0:
                 raise ValueError(f"source {name!r} plans {n} samples but has no records")
-        self.sizes = dict(sizes)
+        self.sizes = {k: int(v) for k, v in sizes.items()}
         self.planned = {k: int(v) for k, v in planned.items() if v > 0}
         self.names = sorted(self.planned)
-        self.seed = seed
+        self.seed = int(seed)
         self.rank = rank
         self.world_size = world_size
-        self.consumed = 0
-        self._order: np.ndarray | None = None
-        self._perm_cache: dict[tuple[str, int], np.ndarray] = {}
+        self.block = block
+        self.streaming = frozenset(streaming)
+        self.position = 0
+        self._perms: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._c = [self.planned[n] for n in self.names]
+        self._size = [self.sizes[n] for n in self.names]
+        lcm = math.lcm(*self._c) if self._c else 1
+        # Key of draw k of source s is (Q·k + a_s)·m_s: a common denominator Q·lcm(c) makes
+        # every key an integer, so comparisons are exact.
+        self._m = [lcm // c for c in self._c]
+        self.set_epoch(epoch)
 
+    # -- the plan ----------------------------------------------------------------------
     @property
     def total(self) -> int:
         """Samples in the whole stream (all ranks)."""
-        return sum(self.planned.values())
+        return sum(self._c)
 
     def __len__(self) -> int:
-        """Samples this rank sees (the stream is cut to a multiple of the world size)."""
-        return self.total // self.world_size
+        """Samples this rank sees over the whole run (complete global micro-batches only)."""
+        return (self.total // (self.block * self.world_size)) * self.block
 
-    def _build_order(self) -> np.ndarray:
-        # Stride scheduling: the k-th sample of a source with c samples sits at (k + 0.5) / c.
-        keys, owners = [], []
-        for s, name in enumerate(self.names):
-            c = self.planned[name]
-            keys.append((np.arange(c, dtype=np.float64) + 0.5) / c)
-            owners.append(np.full(c, s, dtype=np.int32))
-        key = np.concatenate(keys)
-        owner = np.concatenate(owners)
-        order = np.lexsort((owner, key))
-        src = owner[order]
-        # The k-th occurrence of a source in the stream is its k-th sample.
-        occ = np.empty_like(src, dtype=np.int64)
-        for s in range(len(self.names)):
-            where = np.nonzero(src == s)[0]
-            occ[where] = np.arange(len(where))
-        return np.stack([src.astype(np.int64), occ], axis=1)
+    def set_epoch(self, epoch: int) -> None:
+        """Re-draw phases and permutations for a new run epoch and go back to position 0."""
+        self.epoch = int(epoch)
+        self.position = 0
+        self._perms.clear()
+        self._a = [
+            stable_seed(self.seed, self.epoch, n, "phase") % (_Q - 1) + 1 for n in self.names
+        ]
 
-    def _perm(self, name: str, epoch: int) -> np.ndarray:
-        key = (name, epoch)
-        if key not in self._perm_cache:
-            rng = np.random.default_rng(_seed(self.seed, name, epoch))
-            if len(self._perm_cache) > 64:
-                self._perm_cache.clear()
-            self._perm_cache[key] = rng.permutation(self.sizes[name])
-        return self._perm_cache[key]
+    def _key(self, s: int, k: int) -> int:
+        return (_Q * k + self._a[s]) * self._m[s]
+
+    def _count_lt(self, t: int, key: int) -> int:
+        # #{j in [0, c_t): (Q·j + a_t)·m_t < key}
+        n = ((key - 1) // self._m[t] - self._a[t]) // _Q + 1
+        return min(max(n, 0), self._c[t])
+
+    def _count_le(self, t: int, key: int) -> int:
+        n = (key // self._m[t] - self._a[t]) // _Q + 1
+        return min(max(n, 0), self._c[t])
+
+    def stream_index(self, s: int, k: int) -> int:
+        """Global position of draw ``k`` of source number ``s`` (``O(S)``)."""
+        key = self._key(s, k)
+        pos = k
+        for t in range(len(self._c)):
+            if t == s:
+                continue
+            pos += self._count_le(t, key) if t < s else self._count_lt(t, key)
+        return pos
+
+    def counts_before(self, position: int) -> list[int]:
+        """Draws of each source (in :attr:`names` order) at positions ``< position``."""
+        position = min(max(position, 0), self.total)
+        out = []
+        for s, c in enumerate(self._c):
+            lo, hi = 0, c
+            # Smallest k whose stream position is >= position (positions grow with k).
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self.stream_index(s, mid) < position:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out.append(lo)
+        assert sum(out) == position, "stream seek lost a sample"
+        return out
+
+    def draws(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int]]:
+        """Yield ``(source number, draw k)`` for positions ``[start, stop)`` in stream order."""
+        stop = self.total if stop is None else min(stop, self.total)
+        if start >= stop:
+            return
+        counts = self.counts_before(start)
+        heap = [(self._key(s, k), s) for s, k in enumerate(counts) if k < self._c[s]]
+        heapq.heapify(heap)
+        nxt = list(counts)
+        for _ in range(stop - start):
+            _, s = heap[0]
+            k = nxt[s]
+            nxt[s] = k + 1
+            if k + 1 < self._c[s]:
+                heapq.heapreplace(heap, (self._key(s, k + 1), s))
+            else:
+                heapq.heappop(heap)
+            yield s, k
+
+    # -- records -----------------------------------------------------------------------
+    def _perm(self, s: int, cycle: int) -> np.ndarray:
+        key = (s, cycle)
+        perm = self._perms.get(key)
+        if perm is None:
+            rng = np.random.default_rng(stable_seed(self.seed, self.epoch, self.names[s], cycle))
+            perm = rng.permutation(self._size[s]).astype(np.int64)
+            self._perms[key] = perm
+            if len(self._perms) > _PERM_CACHE:
+                self._perms.popitem(last=False)
+        else:
+            self._perms.move_to_end(key)
+        return perm
+
+    def record(self, s: int, k: int) -> tuple[int, int]:
+        """``(record index, pass)`` of draw ``k`` of source number ``s``."""
+        cycle, j = divmod(k, self._size[s])
+        if self.names[s] in self.streaming:
+            return j, cycle
+        return int(self._perm(s, cycle)[j]), cycle
+
+    def make_ref(self, s: int, k: int, position: int) -> SampleRef:
+        index, cycle = self.record(s, k)
+        return SampleRef(self.names[s], index, position, cycle)
+
+    def refs(self, start: int, stop: int) -> list[SampleRef]:
+        """The samples at positions ``[start, stop)``."""
+        return [self.make_ref(s, k, start + i) for i, (s, k) in enumerate(self.draws(start, stop))]
 
     def ref(self, position: int) -> SampleRef:
-        """Resolve a global stream position to a record."""
-        if self._order is None:
-            self._order = self._build_order()
-        s, k = self._order[position]
-        name = self.names[int(s)]
-        size = self.sizes[name]
-        epoch, j = divmod(int(k), size)
-        return SampleRef(name, int(self._perm(name, epoch)[j]), position)
+        """Resolve one global stream position to a record."""
+        if not 0 <= position < self.total:
+            raise IndexError(f"position {position} outside the stream [0, {self.total})")
+        return self.refs(position, position + 1)[0]
+
+    def records_of(self, name: str, k_start: int, k_stop: int) -> np.ndarray:
+        """Record indices of draws ``[k_start, k_stop)`` of one source (vectorised)."""
+        s = self.names.index(name)
+        out = np.empty(max(k_stop - k_start, 0), dtype=np.int64)
+        size = self._size[s]
+        k = k_start
+        while k < k_stop:
+            cycle, j = divmod(k, size)
+            take = min(size - j, k_stop - k)
+            if name in self.streaming:
+                out[k - k_start : k - k_start + take] = np.arange(j, j + take)
+            else:
+                out[k - k_start : k - k_start + take] = self._perm(s, cycle)[j : j + take]
+            k += take
+        return out
+
+    # -- this rank's view --------------------------------------------------------------
+    def rank_blocks(self, start: int | None = None) -> Iterator[tuple[list[SampleRef], int]]:
+        """Yield this rank's block of each global micro-batch and the position after it.
+
+        The global micro-batches start at ``start`` (default: :attr:`position`); a last
+        incomplete one is dropped on every rank alike, so ranks stay in step.
+        """
+        pos = self.position if start is None else start
+        span = self.block * self.world_size
+        lo = self.rank * self.block
+        stop = pos + max(self.total - pos, 0) // span * span
+        # One merge over the rest of the run: the other ranks' blocks cost a heap step each.
+        draws = self.draws(pos, stop)
+        while pos < stop:
+            refs = [
+                self.make_ref(s, k, pos + i)
+                for i, (s, k) in enumerate(itertools.islice(draws, span))
+                if lo <= i < lo + self.block
+            ]
+            pos += span
+            yield refs, pos
 
     def __iter__(self) -> Iterator[SampleRef]:
-        n = len(self)
-        while self.consumed < n:
-            pos = self.consumed * self.world_size + self.rank
-            yield self.ref(pos)
-            self.consumed += 1
+        """This rank's samples from :attr:`position`; the position advances per block."""
+        for refs, after in self.rank_blocks():
+            # A block is handed out whole: commit before its last sample leaves.
+            for i, ref in enumerate(refs):
+                if i == len(refs) - 1:
+                    self.position = after
+                yield ref
 
-    def state_dict(self) -> dict[str, int]:
-        return {"consumed": self.consumed, "seed": self.seed, "world_size": self.world_size}
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "total": self.total,
+        }
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state.get("world_size", self.world_size) != self.world_size:
-            raise ValueError(
-                f"sampler state was saved with world_size={state['world_size']}, "
-                f"now {self.world_size}: the stream would not resume exactly"
-            )
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a position saved by :meth:`state_dict` (any world size).
+
+        Raises:
+            ValueError: When the seed or the planned stream differ: the stream would not
+                continue exactly.
+        """
         if state.get("seed", self.seed) != self.seed:
             raise ValueError(f"sampler state has seed={state['seed']}, config has {self.seed}")
-        self.consumed = int(state["consumed"])
+        if state.get("total", self.total) != self.total:
+            raise ValueError(
+                f"sampler state was saved for a stream of {state['total']} samples, the "
+                f"plan now has {self.total}: the mixture changed, so the stream cannot resume "
+                "exactly (start a new run or restore the old data config)"
+            )
+        epoch = int(state.get("epoch", self.epoch))
+        if epoch != self.epoch:
+            self.set_epoch(epoch)
+        self.position = int(state["position"])
+
+
+__all__ = ["BalancedSampler", "SampleRef", "stable_seed"]

@@ -1,0 +1,333 @@
+"""Packing: bins, the packed collate, equivalence with unpacked forward, resumable stream."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from xlam.data.collate import packed_collate, pad_collate
+from xlam.data.packing import (
+    MicroBatchStream,
+    PackingConfig,
+    StreamState,
+    best_fit_decreasing,
+    packing_efficiency,
+)
+from xlam.data.render import IGNORE_INDEX
+from xlam.data.sampler import BalancedSampler, SampleRef
+from xlam.models.components.metrics import per_sample_losses, per_source_losses
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- best-fit decreasing -----------------------------------------------------------------
+def test_bfd_places_every_item_within_capacity() -> None:
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 900) for _ in range(500)] + [0, 0]
+    bins = best_fit_decreasing(lengths, 1024)
+    placed = sorted(i for b in bins for i in b)
+    assert placed == list(range(500))  # zero-length items are left out
+    assert all(sum(lengths[i] for i in b) <= 1024 for b in bins)
+    assert all(b == sorted(b) for b in bins)
+    assert bins == best_fit_decreasing(lengths, 1024)  # deterministic
+    # Never more bins than needed by a lot: BFD is within 11/9 OPT + 1.
+    assert len(bins) <= 11 / 9 * (sum(lengths) / 1024 + 1) + 1
+
+
+def test_bfd_packs_short_samples_tightly() -> None:
+    rng = random.Random(1)
+    lengths = [rng.randint(30, 470) for _ in range(1000)]
+    for cap in (4096, 8192):
+        bins = best_fit_decreasing(lengths, cap)
+        rows = [sum(lengths[i] for i in b) for b in bins]
+        assert packing_efficiency(rows, 8) >= 0.95
+
+
+def test_bfd_rejects_items_longer_than_a_bin() -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        best_fit_decreasing([10, 2000], 1024)
+
+
+# -- the packed collate --------------------------------------------------------------------
+def _sample(n: int, first_label: int, sid: str, source: str = "s") -> dict:
+    ids = list(range(1, n + 1))
+    labels = [first_label, *ids[1:]]
+    return {"id": sid, "source": source, "input_ids": ids, "labels": labels, "position": 0}
+
+
+def test_packed_collate_layout() -> None:
+    rows = [[_sample(3, 1, "a"), _sample(2, 1, "b")], [_sample(4, 1, "c")]]
+    b = packed_collate(rows, pad_id=0)
+    assert b["input_ids"].shape == (2, 5)
+    assert b["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
+    assert b["sample_index"].tolist() == [[0, 0, 0, 1, 1], [2, 2, 2, 2, -1]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    # The first token of every sample is never a target (nothing of its own precedes it).
+    assert b["labels"][0, 0] == b["labels"][0, 3] == b["labels"][1, 0] == IGNORE_INDEX
+    assert b["labels"][1, 4] == IGNORE_INDEX
+    assert b["cu_seqlens"].tolist() == [0, 3, 5, 9, 10]
+    assert b["max_seqlen"] == 4
+    assert b["ids"] == ["a", "b", "c"]
+
+
+def test_padded_collate_has_the_same_keys() -> None:
+    b = pad_collate([_sample(3, 1, "a"), _sample(2, 1, "b")], pad_id=0)
+    assert b["sample_index"].tolist() == [[0, 0, 0], [1, 1, -1]]
+    assert packed_collate([], 0)["input_ids"].shape == pad_collate([], 0)["input_ids"].shape
+
+
+def test_transformers_detects_our_packed_layout() -> None:
+    # The mechanism we rely on, in the installed transformers: restarting position ids
+    # with attention_mask=None give one sequence index per packed sample.
+    from transformers.masking_utils import find_packed_sequence_indices
+
+    b = packed_collate([[_sample(3, 1, "a"), _sample(1, 1, "b"), _sample(2, 1, "c")]], 0)
+    seq = find_packed_sequence_indices(b["position_ids"])
+    assert seq is not None
+    assert seq.tolist() == b["sample_index"].tolist()
+
+
+# -- equivalence with unpacked forward ------------------------------------------------------
+@pytest.fixture(scope="module")
+def rendered(tiny_tokenizer) -> list[dict]:
+    from xlam import SAMPLE_DATA_DIR
+    from xlam.data.render import Renderer
+    from xlam.data.schema import read_trajectories
+
+    renderer = Renderer(tiny_tokenizer)
+    out = []
+    for name in ("chat", "fc_single", "multi_turn"):
+        for i, t in enumerate(read_trajectories(SAMPLE_DATA_DIR / f"{name}.jsonl")):
+            if i == 3:
+                break
+            s = renderer.render(t)[0]
+            out.append(
+                {
+                    "id": s.id,
+                    "source": name,
+                    "input_ids": s.input_ids,
+                    "labels": s.labels,
+                    "position": len(out),
+                }
+            )
+    return out
+
+
+def _tiny_model(vocab: int, attn: str) -> torch.nn.Module:
+    from xlam.models.components.build import build_causal_lm
+
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())["tiny_config"]
+    return build_causal_lm(None, vocab, cfg, "float32", attn, 0).eval()
+
+
+def _packed_vs_unpacked(
+    model: torch.nn.Module, samples: list[dict], pad_id: int, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Per-sample ``[loss sum, tokens]`` packed and alone, and the packed batch."""
+    from xlam.models.causal_lm import token_losses
+
+    bins = best_fit_decreasing([len(s["input_ids"]) for s in samples], 1024)
+    rows = [[samples[i] for i in b] for b in bins]
+    assert any(len(r) > 1 for r in rows)
+    batch = packed_collate(rows, pad_id)
+    flat = [s for r in rows for s in r]
+    ids, pos = batch["input_ids"].to(device), batch["position_ids"].to(device)
+    with torch.no_grad():
+        if "flash" in model.config._attn_implementation:  # as CausalLMModule.forward does
+            logits = model(
+                input_ids=ids.reshape(1, -1), position_ids=pos.reshape(1, -1), use_cache=False
+            ).logits.reshape(*ids.shape, -1)
+        else:
+            logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+        labels = batch["labels"].to(device)
+        packed = per_sample_losses(
+            token_losses(logits, labels), labels, batch["sample_index"].to(device), len(flat)
+        )
+        alone = torch.zeros_like(packed)
+        for j, s in enumerate(flat):
+            lab = torch.tensor([s["labels"]], device=device)
+            one = model(input_ids=torch.tensor([s["input_ids"]], device=device)).logits
+            alone[j, 0] = token_losses(one, lab).sum()
+            alone[j, 1] = (lab[:, 1:] != IGNORE_INDEX).sum()
+    return packed.cpu(), alone.cpu(), {**batch, "logits": logits.cpu()}
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_losses_equal_unpacked(rendered: list[dict], tiny_tokenizer, attn: str) -> None:
+    from xlam.models.causal_lm import token_losses
+
+    model = _tiny_model(len(tiny_tokenizer), attn)
+    packed, alone, batch = _packed_vs_unpacked(model, rendered, tiny_tokenizer.pad_token_id)
+    assert torch.equal(packed[:, 1], alone[:, 1])  # the same supervised tokens
+    assert torch.allclose(packed[:, 0], alone[:, 0], rtol=1e-4, atol=1e-4), attn
+    with torch.no_grad():  # a cache silently disables the packed mask: pass use_cache=False
+        leaky = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=True
+        ).logits
+    assert not torch.allclose(leaky, batch["logits"], atol=1e-3)
+    by_source = per_source_losses(
+        token_losses(batch["logits"], batch["labels"]),
+        batch["labels"],
+        batch["sample_index"],
+        batch["sources"],
+    )
+    assert set(by_source) == {"chat", "fc_single", "multi_turn"}
+    assert torch.allclose(sum(v[0] for v in by_source.values()), packed[:, 0].sum())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("attn", "dtype", "tol"),
+    [
+        ("sdpa", "float32", 1e-4),
+        ("sdpa", "bfloat16", 2e-2),
+        ("eager", "bfloat16", 2e-2),
+        ("flash_attention_2", "bfloat16", 2e-2),
+    ],
+)
+def test_packed_losses_equal_unpacked_on_cuda(
+    rendered: list[dict], tiny_tokenizer, attn: str, dtype: str, tol: float
+) -> None:
+    import importlib.util
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    if "flash" in attn and importlib.util.find_spec("flash_attn") is None:
+        pytest.skip("flash-attn is not installed")
+    from xlam.models.components.build import build_causal_lm
+
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())["tiny_config"]
+    model = build_causal_lm(None, len(tiny_tokenizer), cfg, dtype, attn, 0).cuda().eval()
+    packed, alone, _ = _packed_vs_unpacked(model, rendered, tiny_tokenizer.pad_token_id, "cuda")
+    assert torch.equal(packed[:, 1], alone[:, 1])
+    rel = ((packed[:, 0] - alone[:, 0]).abs() / alone[:, 0].abs().clamp(min=1e-6)).max()
+    assert rel < tol, (attn, dtype, float(rel))
+
+
+def test_module_forward_uses_the_packed_mask(rendered: list[dict], tmp_path: Path) -> None:
+    import hydra
+
+    from xlam.utils.hydra import compose_config
+
+    cfg = compose_config([], output_dir=tmp_path)
+    module = hydra.utils.instantiate(cfg.model)
+    module.configure_model()
+    module.eval()
+    rows = [rendered[:3], rendered[3:5]]
+    batch = packed_collate(rows, 0)
+    with torch.no_grad():
+        logits = module(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+        first = rendered[3]
+        alone = module(
+            torch.tensor([first["input_ids"]]),
+            torch.ones(1, len(first["input_ids"]), dtype=torch.long),
+        )
+    k = len(first["input_ids"])
+    assert torch.allclose(logits[1, :k], alone[0], atol=1e-4)
+
+
+# -- the resumable micro-batch stream --------------------------------------------------------
+class FakeLengths:
+    """Deterministic lengths per (source, record); zero marks an unusable sample."""
+
+    def __init__(self, sizes: dict[str, int], cap: int) -> None:
+        rng = np.random.default_rng(0)
+        self.table = {k: rng.integers(20, cap, size=n) for k, n in sizes.items()}
+        self.table["b"][3] = 0
+
+    def lengths(self, refs: Sequence[SampleRef]) -> list[int]:
+        return [int(self.table[r.source][r.index]) for r in refs]
+
+    def plan_lengths(self, name: str, records: np.ndarray) -> np.ndarray:
+        return self.table[name][records]
+
+
+SIZES = {"a": 40, "b": 25, "c": 12}
+PLAN = {"a": 80, "b": 25, "c": 30}
+
+
+def _stream(
+    rank: int = 0, world: int = 1, batch: int = 2, window: int = 16, packed: bool = True
+) -> MicroBatchStream:
+    cfg = PackingConfig(enabled=packed, seq_length=300, window=window)
+    sampler = BalancedSampler(SIZES, PLAN, seed=3)
+    return MicroBatchStream(sampler, batch, rank, world, cfg, FakeLengths(SIZES, 300))
+
+
+def _positions(mbs) -> list[int]:
+    return [r.position for mb in mbs for row in mb.rows for r in row]
+
+
+def test_packed_stream_uses_every_sample_once() -> None:
+    st = _stream()
+    mbs = list(st.batches())
+    assert len(mbs) == st.num_batches() == st.count_bins() // st.span
+    assert mbs[-1].state.step == len(mbs)
+    pos = _positions(mbs)
+    assert len(pos) == len(set(pos))
+    for mb in mbs:
+        assert len(mb.rows) == 2
+        for row in mb.rows:
+            assert sum(st.lengths.lengths(row)) <= 300
+    # One bin per micro-batch drops nothing: every usable sample exactly once.
+    one = _positions(list(_stream(batch=1).batches()))
+    usable = [
+        r.position for r in st.sampler.refs(0, st.sampler.total) if st.lengths.lengths([r])[0] > 0
+    ]
+    assert sorted(one) == usable == sorted(set(one))
+    assert set(pos) <= set(one)  # a larger batch only drops the last partial micro-batch
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_stream_resumes_exactly_from_every_state(packed: bool) -> None:
+    full = list(_stream(packed=packed).batches())
+    ref = [[r.position for row in mb.rows for r in row] for mb in full]
+    for k in range(len(full)):
+        state = StreamState.from_dict(full[k].state.to_dict())
+        rest = list(_stream(packed=packed).batches(state))
+        got = [[r.position for row in mb.rows for r in row] for mb in rest]
+        assert got == ref[k + 1 :], k  # none skipped, none repeated
+        if k + 1 < len(full):
+            assert rest[0].state == full[k + 1].state
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_ranks_are_disjoint_in_lockstep(packed: bool) -> None:
+    world = 3
+    per_rank = [list(_stream(r, world, packed=packed).batches()) for r in range(world)]
+    assert len({len(x) for x in per_rank}) == 1  # same number of steps on every rank
+    for step in zip(*per_rank, strict=True):
+        assert len({mb.state.to_dict().__repr__() for mb in step}) == 1  # identical state
+    pos = [p for x in per_rank for p in _positions(x)]
+    assert len(pos) == len(set(pos))
+    single = _positions(list(_stream(0, 1, batch=2 * world, packed=packed).batches()))
+    assert sorted(pos) == sorted(single)  # same bins, dealt differently
+
+
+def test_worker_shards_partition_the_batches() -> None:
+    full = list(_stream().batches())
+    shards = [list(_stream().batches(shard=(w, 3))) for w in range(3)]
+    merged = [shards[g % 3][g // 3] for g in range(len(full))]
+    assert [_positions([m]) for m in merged] == [_positions([m]) for m in full]
+
+
+def test_seen_counts_are_global_and_exact() -> None:
+    st = _stream(packed=False)
+    last = list(st.batches())[-1].state
+    assert sum(last.seen.values()) == last.position
+    assert last.seen == dict(zip(st.sampler.names, st.sampler.counts_before(last.position)))
+    packed = list(_stream().batches())
+    counted = Counter(r.source for mb in packed for row in mb.rows for r in row)
+    assert all(packed[-1].state.seen[k] >= counted[k] for k in counted)
+
+
+def test_state_from_other_packing_is_rejected() -> None:
+    with pytest.raises(ValueError, match="window"):
+        list(_stream(window=16).batches(StreamState(position=8)))

@@ -1,0 +1,395 @@
+"""On-disk cache of rendered, tokenized samples (Hugging Face ``datasets``, Arrow).
+
+A source is rendered once per *key*: a hash of its files (path, size and mtime of each),
+its name and format, the tokenizer (the content of its tokenizer files), the chat template
+and the render options. The first run imports the trajectories into an Arrow dataset, then
+renders them with ``Dataset.map`` (``num_proc`` processes) and saves the result under
+``<cache_dir>/<source>-<key>``; every later run with the same key memory-maps it and starts
+without tokenizing. Editing a data file, the template or an option changes the key, so a
+stale entry is never read (old entries are left for the user to delete).
+
+Writes are atomic: a build goes to a private temporary folder that is renamed into place,
+so concurrent ranks or runs never see a half-written entry.
+
+Small derived facts (record counts of streaming sources, bin counts of a packing plan) are
+memoised as JSON files under ``<cache_dir>/memo``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from xlam.data.mixture import SourceSpec
+from xlam.data.render import Renderer, RenderError, RenderOptions
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+# Files of a tokenizer folder that change what it produces (never model weights).
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+_MIN_ROWS_PER_PROC = 2000
+
+
+def default_cache_dir() -> Path:
+    """``$XLAM_CACHE``, else ``~/.cache/xlam``."""
+    env = os.environ.get("XLAM_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "xlam"
+
+
+def _digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def files_fingerprint(path: str | Path) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` of a file, or of every file under a folder.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+    """
+    path = Path(path).resolve()
+    if path.is_file():
+        st = path.stat()
+        return [(str(path), st.st_size, st.st_mtime_ns)]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    out = []
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts):
+            st = p.stat()
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Hash of the tokenizer's files (content), class and chat template."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(type(tokenizer).__name__.encode())
+    h.update((getattr(tokenizer, "chat_template", None) or "").encode())
+    folder = Path(str(getattr(tokenizer, "name_or_path", "")))
+    if folder.is_dir():
+        for name in _TOKENIZER_FILES:
+            f = folder / name
+            if f.is_file():
+                h.update(name.encode())
+                h.update(f.read_bytes())
+    else:  # not a local folder: fall back to what the loaded tokenizer says about itself
+        h.update(str(folder).encode())
+        h.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def cache_key(spec: SourceSpec, tokenizer: Any, options: RenderOptions) -> str:
+    """Key of a rendered source: data files, name, format, tokenizer, template, options."""
+    return _digest(
+        {
+            "version": CACHE_VERSION,
+            "name": spec.name,
+            "format": spec.format,
+            "files": files_fingerprint(spec.path),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "render": options.key(),
+        }
+    )
+
+
+# -- rendering (runs in Dataset.map worker processes too) ---------------------------------
+_RENDERERS: dict[tuple[str, str], Renderer] = {}
+
+
+def get_renderer(tokenizer_path: str, options: dict[str, Any]) -> Renderer:
+    """The renderer of this process for a tokenizer folder and options (built once)."""
+    key = (tokenizer_path, json.dumps(options, sort_keys=True))
+    if key not in _RENDERERS:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tokenizer_path)
+        _RENDERERS[key] = Renderer(tok, RenderOptions(**options))
+    return _RENDERERS[key]
+
+
+def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, list[Any]]:
+    """Render trajectories (JSON) into sample rows.
+
+    A trajectory the renderer skips (or cannot parse) becomes one row with ``length`` 0 and
+    ``error`` naming the problem, so counts survive the cache.
+    """
+    from collections import Counter
+
+    from xlam.data.schema import SchemaError, Trajectory
+
+    out: dict[str, list[Any]] = {"id": [], "input_ids": [], "labels": [], "length": [], "error": []}
+
+    def failed(text: str, why: str) -> None:
+        out["id"].append(str(json.loads(text).get("unique_trajectory_id", "")))
+        out["input_ids"].append([])
+        out["labels"].append([])
+        out["length"].append(0)
+        out["error"].append(why)
+
+    for text in trajectories_json:
+        before = Counter(renderer.report.errors)
+        try:
+            samples = renderer.render(Trajectory.from_json(text))
+        except (RenderError, SchemaError) as e:
+            failed(text, str(e))
+            continue
+        if not samples:
+            failed(text, ",".join(sorted(renderer.report.errors - before)) or "skipped")
+        for s in samples:
+            out["id"].append(s.id)
+            out["input_ids"].append(s.input_ids)
+            out["labels"].append(s.labels)
+            out["length"].append(len(s.input_ids))
+            out["error"].append("")
+    return out
+
+
+def render_batch(
+    batch: dict[str, list[Any]], tokenizer_path: str, options: dict[str, Any]
+) -> dict[str, list[Any]]:
+    """``Dataset.map`` function: a batch of ``{json}`` rows to sample rows."""
+    return render_rows(batch["json"], get_renderer(tokenizer_path, options))
+
+
+def _trajectory_json(spec: dict[str, Any]) -> Iterator[dict[str, str]]:
+    from xlam.data.sources import load_source
+
+    for t in load_source(SourceSpec(**spec)):
+        yield {"json": t.to_json()}
+
+
+def _features() -> Any:
+    import datasets
+
+    ints = datasets.List(datasets.Value("int32"))
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "input_ids": ints,
+            "labels": ints,
+            "length": datasets.Value("int32"),
+            "error": datasets.Value("string"),
+        }
+    )
+
+
+# -- access ------------------------------------------------------------------------------
+class RenderedTable:
+    """Fast random access to rendered samples held in an Arrow table (memory-mapped).
+
+    Token ids are returned as numpy views of the Arrow buffers, never copied row by row.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.lengths = table.column("length").to_numpy().astype(np.int64)
+        self.errors = table.column("error")
+        self._ids = table.column("id")
+        self._tok = [self._flat(c) for c in table.column("input_ids").chunks]
+        self._lab = [self._flat(c) for c in table.column("labels").chunks]
+        sizes = [len(c) for c in table.column("input_ids").chunks]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    @staticmethod
+    def _flat(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        # Offsets account for a sliced chunk and index into the unsliced child values.
+        return chunk.offsets.to_numpy(), chunk.values.to_numpy(zero_copy_only=False)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def error_count(self) -> int:
+        return int(np.count_nonzero(self.lengths == 0))
+
+    def first_errors(self, n: int = 3) -> list[str]:
+        return [e for e in self.errors.to_pylist()[: 10 * n + 100] if e][:n]
+
+    def get(self, row: int) -> dict[str, Any]:
+        """``{id, input_ids, labels}`` of one row (arrays are read-only views)."""
+        c = int(np.searchsorted(self._starts, row, side="right")) - 1
+        j = row - int(self._starts[c])
+        offs, vals = self._tok[c]
+        a, b = int(offs[j]), int(offs[j + 1])
+        loffs, lvals = self._lab[c]
+        la, lb = int(loffs[j]), int(loffs[j + 1])
+        return {"id": self._ids[row].as_py(), "input_ids": vals[a:b], "labels": lvals[la:lb]}
+
+
+@dataclass
+class CacheInfo:
+    """What loading a source did.
+
+    Attributes:
+        key: Cache key (``None`` when rendered in memory).
+        path: Cache entry folder.
+        hit: The entry existed: nothing was rendered.
+        seconds: Time to load or build.
+        read: Trajectories read from the source.
+    """
+
+    key: str | None
+    path: str | None
+    hit: bool
+    seconds: float
+    read: int
+
+
+def _auto_num_proc(rows: int, num_proc: int | None) -> int:
+    if num_proc is not None:
+        return max(1, num_proc)
+    return max(1, min(os.cpu_count() or 1, rows // _MIN_ROWS_PER_PROC))
+
+
+def render_source(
+    spec: SourceSpec,
+    tokenizer: Any,
+    options: RenderOptions,
+    cache_dir: str | Path | None,
+    num_proc: int | None = None,
+) -> tuple[RenderedTable, CacheInfo]:
+    """Rendered samples of a (non-streaming) source, from the cache when possible.
+
+    Args:
+        spec: The source.
+        tokenizer: Loaded tokenizer (its folder is what worker processes load).
+        options: Render options.
+        cache_dir: Cache root; ``None`` renders in memory without caching.
+        num_proc: Rendering processes (``None``: one per 2000 trajectories, up to the CPUs).
+    """
+    t0 = time.perf_counter()
+    if cache_dir is None:
+        from xlam.data.sources import load_source
+
+        renderer = Renderer(tokenizer, options)
+        texts = [t.to_json() for t in load_source(spec)]
+        table = pa.table(render_rows(texts, renderer)).cast(_features().arrow_schema)
+        return RenderedTable(table), CacheInfo(
+            None, None, False, time.perf_counter() - t0, len(texts)
+        )
+    import datasets
+
+    root = Path(cache_dir)
+    key = cache_key(spec, tokenizer, options)
+    entry = root / f"{spec.name}-{key}"
+    hit = entry.is_dir()
+    if not hit:
+        _build(spec, tokenizer, options, root, entry, num_proc)
+    meta = json.loads((entry / "xlam_meta.json").read_text())
+    ds = datasets.load_from_disk(str(entry))
+    info = CacheInfo(key, str(entry), hit, time.perf_counter() - t0, int(meta["read"]))
+    log.info(
+        "source %s: %s cache %s (%.2fs)", spec.name, "hit" if hit else "built", entry, info.seconds
+    )
+    return RenderedTable(ds.data.table), info
+
+
+def _build(
+    spec: SourceSpec,
+    tokenizer: Any,
+    options: RenderOptions,
+    root: Path,
+    entry: Path,
+    num_proc: int | None,
+) -> None:
+    import datasets
+
+    tmp = root / f".build-{entry.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        raw = datasets.Dataset.from_generator(
+            _trajectory_json,
+            gen_kwargs={"spec": asdict(spec)},
+            features=datasets.Features({"json": datasets.Value("string")}),
+            cache_dir=str(tmp / "raw"),
+        )
+        nproc = _auto_num_proc(raw.num_rows, num_proc)
+        rendered = raw.map(
+            render_batch,
+            batched=True,
+            batch_size=64,
+            remove_columns=["json"],
+            fn_kwargs={"tokenizer_path": str(tokenizer.name_or_path), "options": asdict(options)},
+            features=_features(),
+            num_proc=nproc if nproc > 1 else None,
+            cache_file_name=str(tmp / "map" / "rendered.arrow"),
+            desc=f"render {spec.name}",
+        )
+        final = tmp / "final"
+        rendered.save_to_disk(str(final))
+        (final / "xlam_meta.json").write_text(
+            json.dumps(
+                {
+                    "source": asdict(spec),
+                    "read": raw.num_rows,
+                    "rows": rendered.num_rows,
+                    "num_proc": nproc,
+                    "created": time.time(),
+                    "version": CACHE_VERSION,
+                },
+                indent=1,
+            )
+        )
+        try:
+            final.rename(entry)
+        except OSError:
+            if not entry.is_dir():  # not a lost race with another writer: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def memo(
+    cache_dir: str | Path | None, kind: str, key: dict[str, Any], compute: Callable[[], Any]
+) -> Any:
+    """``compute()``, remembered as JSON under ``<cache_dir>/memo/<kind>-<hash>.json``."""
+    if cache_dir is None:
+        return compute()
+    path = Path(cache_dir) / "memo" / f"{kind}-{_digest(key)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["value"]
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps({"key": key, "value": value}, default=str))
+    tmp.replace(path)
+    return value
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "CacheInfo",
+    "RenderedTable",
+    "cache_key",
+    "default_cache_dir",
+    "files_fingerprint",
+    "get_renderer",
+    "memo",
+    "render_source",
+    "tokenizer_fingerprint",
+]
