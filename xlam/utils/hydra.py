@@ -27,10 +27,14 @@ def _wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
-    """Register ``${xlam_asset:rel}`` and ``${xlam_wandb_offline:}`` (idempotent)."""
+    """Register ``${xlam_asset:rel}``, ``${xlam_wandb_offline:}`` and the typed schemas."""
+    from xlam.data.mixture import register_configs
+
     for name, fn in (("xlam_asset", _asset), ("xlam_wandb_offline", _wandb_offline)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    # Typed schemas make a wrong type fail when the config is composed, not mid-run.
+    register_configs()
 
 
 def compose_config(
@@ -55,8 +59,7 @@ def compose_config(
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides or [],
-                      return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
     if output_dir is None:
         from xlam.utils.run_record import new_run_id
 
