@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from . import hermes, openai, sharegpt, toolace, unified, xlam_fc_60k
 from .base import IMPORT_RULES, Context, Importer, RecordError
@@ -29,15 +30,23 @@ class Format:
         name: Registry key (the ``--format`` value).
         description: One line for ``--help``.
         convert: The importer, ``(record, Context) -> Trajectory``.
+        fast: Optional shortcut for plain records (see :mod:`~xlam.data.formats.fastpath`),
+            ``(record, origin, source, ToolTable) -> FastRecord | None``.
     """
 
     name: str
     description: str
     convert: Importer
+    fast: Any = None
 
 
 def _register(module: ModuleType) -> Format:
-    return Format(name=module.NAME, description=module.DESCRIPTION, convert=module.convert)
+    return Format(
+        name=module.NAME,
+        description=module.DESCRIPTION,
+        convert=module.convert,
+        fast=getattr(module, "fast_convert", None),
+    )
 
 
 FORMATS: dict[str, Format] = {

@@ -15,6 +15,7 @@ from typing import Any
 
 from xlam.data.schema import SchemaError, Trajectory
 
+from . import fastpath
 from .base import Context, Importer, RecordError
 from .io import JsonlWriter, iter_records
 
@@ -52,21 +53,35 @@ def _fallback_id(stem: str, origin: dict[str, Any]) -> str:
     return f"{stem}-{split}-{index}" if split else f"{stem}-{index}"
 
 
+def default_source(path: str | Path, fmt: str | Importer, source: str | None = None) -> str:
+    """``source``, else the format name, else the input's file stem."""
+    from . import FORMATS
+
+    if source is not None:
+        return source
+    return fmt if isinstance(fmt, str) and fmt in FORMATS else Path(path).stem
+
+
 def import_records(
-    path: str | Path, fmt: str | Importer, source: str | None = None
-) -> Iterator[tuple[Trajectory | Reject, Any, dict[str, Any]]]:
+    path: str | Path,
+    fmt: str | Importer,
+    source: str | None = None,
+    fast: Callable[[Any, dict[str, Any]], Any] | None = None,
+) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
     """Yield ``(trajectory or reject, original record, origin)`` for each record of ``path``.
 
     Args:
         path: Input file or datasets folder (see :func:`~xlam.data.formats.iter_records`).
         fmt: Format name or importer function.
         source: Dataset name for ``Trajectory.source`` (default: the format name).
+        fast: A caller's shortcut ``(record, origin) -> value or None``, tried first: a value
+            other than ``None`` is yielded instead of the trajectory (the caller knows its
+            type); ``None``, or an exception, means the record takes the general path.
     """
-    from . import FORMATS, get_importer
+    from . import get_importer
 
     importer = get_importer(fmt) if isinstance(fmt, str) else fmt
-    if source is None:
-        source = fmt if isinstance(fmt, str) and fmt in FORMATS else Path(path).stem
+    source = default_source(path, fmt, source)
     stem = Path(path).stem
     early: list[Reject] = []
 
@@ -78,6 +93,14 @@ def import_records(
             for r in early:
                 yield r, r.record, r.origin
             early.clear()
+        if fast is not None:
+            try:
+                shortcut = fast(record, origin)
+            except Exception:  # the general path below says what is wrong
+                shortcut = None
+            if shortcut is not None:
+                yield shortcut, record, origin
+                continue
         ctx = Context(source=source, fallback_id=_fallback_id(stem, origin), origin=origin)
         try:
             result: Trajectory | Reject = importer(record, ctx)
@@ -112,6 +135,23 @@ class ConvertReport:
         }
 
 
+def fast_writer(fmt: str, source: str) -> Callable[[Any, dict[str, Any]], bytes | None] | None:
+    """The shortcut of format ``fmt`` as ``(record, origin) -> JSON line or None`` (see
+    :mod:`~xlam.data.formats.fastpath`), or ``None`` if the format has none."""
+    from . import FORMATS
+
+    spec = FORMATS.get(fmt)
+    if spec is None or spec.fast is None or not fastpath.AVAILABLE:
+        return None
+    convert, tools, encode = spec.fast, fastpath.TOOLS, fastpath.encode
+
+    def write(record: Any, origin: dict[str, Any]) -> bytes | None:
+        fast = convert(record, origin, source, tools)
+        return None if fast is None else encode(fast.out)
+
+    return write
+
+
 def convert_file(
     path: str | Path,
     fmt: str,
@@ -123,10 +163,14 @@ def convert_file(
     """Convert ``path`` to unified JSONL ``out``; rejects (rule, message, origin, record) go to
     ``rejects``. Streams: memory does not grow with the input."""
     report = ConvertReport()
+    source = default_source(path, fmt, source)
     with JsonlWriter(out) as good, JsonlWriter(rejects) as bad:
-        for result, _, _ in import_records(path, fmt, source):
+        for result, _, _ in import_records(path, fmt, source, fast=fast_writer(fmt, source)):
             report.read += 1
-            if isinstance(result, Reject):
+            if type(result) is bytes:  # the shortcut's serialised trajectory
+                report.converted += 1
+                good.write_bytes(result)
+            elif isinstance(result, Reject):
                 report.rejected += 1
                 report.rules[result.rule] += 1
                 bad.write(result.to_dict())
