@@ -11,8 +11,11 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from xlam.models.components.loss import count_step_tokens
+from xlam.utils.callbacks import SourceCounter
+from xlam.utils.checkpoint import clean_partials, resolve_ckpt_path
 from xlam.utils.hydra import CONF_DIR, register_resolvers, to_container
-from xlam.utils.run_record import new_run_id, write_run_record
+from xlam.utils.run_record import new_run_id, write_config, write_run_record
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -45,8 +48,41 @@ def _save_final_checkpoint(trainer: L.Trainer) -> None:
         trainer.save_checkpoint(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}.ckpt")
 
 
+def _checkpoint_dir(trainer: L.Trainer) -> str | None:
+    ckpt = trainer.checkpoint_callback
+    return getattr(ckpt, "dirpath", None)
+
+
+def _check_single_process_sweep(trainer: L.Trainer) -> None:
+    # Inside -m, Lightning would relaunch the whole sweep for each extra process, with the
+    # wrong run dirs: sweeps run single-process points, distributed runs are one launch each.
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or trainer.world_size == 1:
+        return
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    external = env is not None and env.creates_processes_externally  # torchrun, SLURM tasks
+    if HydraConfig.get().mode == RunMode.MULTIRUN and not external:
+        raise ValueError(
+            f"a -m sweep point asks for {trainer.world_size} processes: sweeps run "
+            "single-process points (trainer.devices=1); launch distributed runs one at a "
+            "time with torchrun or SLURM (docs/distributed.md)"
+        )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train a model as described by ``cfg``.
+
+    Besides fitting, this resolves ``ckpt_path=last``, stamps every micro-batch with the
+    supervised-token count of its optimizer step (the loss is a token mean over the whole
+    global batch), exports the model, and writes the run record.
 
     Returns:
         ``(metrics, objects)``: final metrics and the datamodule, module and trainer.
@@ -64,10 +100,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.model)
     callbacks = _instantiate_dict(cfg.get("callbacks"))
+    # The per-source counts actually trained belong to every run record.
+    counter = next((c for c in callbacks if isinstance(c, SourceCounter)), None)
+    if counter is None:
+        counter = SourceCounter()
+        callbacks.append(counter)
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    if trainer.is_global_zero:
+        write_config(output_dir, to_container(cfg))
 
     datamodule.prepare()
     world = trainer.world_size
@@ -79,33 +122,74 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             datamodule.set_num_samples(trainer.max_steps * datamodule.batch_size * world * accum)
     log.info(
         "plan: %d samples %s -> %d optimizer steps (batch %d x world %d x accum %d)",
-        datamodule.total_samples, datamodule.plan, trainer.max_steps, datamodule.batch_size,
-        world, accum,
+        datamodule.total_samples,
+        datamodule.plan,
+        trainer.max_steps,
+        datamodule.batch_size,
+        world,
+        accum,
     )
 
-    ckpt_path = cfg.get("ckpt_path")
+    # See xlam/models/components/loss.py: counting one accumulation window ahead lets every
+    # micro-batch's loss be scaled by the whole step's supervised-token count.
+    datamodule.train_dataloader = count_step_tokens(datamodule.train_dataloader, accum)
+    _check_single_process_sweep(trainer)
+    ckpt_dir = _checkpoint_dir(trainer)
+    if trainer.is_global_zero:
+        for leftover in clean_partials(ckpt_dir):
+            log.warning("removed %s, left by an interrupted save", leftover)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), ckpt_dir, trainer.default_root_dir)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = _float_metrics(trainer.callback_metrics)
     _save_final_checkpoint(trainer)
+    actual = counter.global_counts(trainer)  # a collective: every rank calls it
 
-    objects: dict[str, Any] = {"datamodule": datamodule, "module": module, "trainer": trainer,
-                               "run_id": run_id}
+    objects: dict[str, Any] = {
+        "datamodule": datamodule,
+        "module": module,
+        "trainer": trainer,
+        "run_id": run_id,
+    }
     if cfg.export.enabled and not trainer.fast_dev_run:
-        if trainer.is_global_zero:
-            from xlam.models.export import export_hf
+        from xlam.models.export import export_trained
 
-            objects["export_dir"] = export_hf(module.model, datamodule.tokenizer, cfg.export.dir)
-            log.info("exported HF model to %s", objects["export_dir"])
+        export_dir = export_trained(
+            trainer,
+            module,
+            datamodule.tokenizer,
+            cfg.export.dir,
+            cfg.export.get("adapter_dir"),
+            cfg.export.get("dtype", "auto"),
+        )
+        if export_dir is not None:
+            objects["export_dir"] = export_dir
+            log.info("exported HF model to %s", export_dir)
         trainer.strategy.barrier()
     if trainer.is_global_zero:
+        ds_config = getattr(trainer.strategy, "config_out", None)
         record = write_run_record(
             output_dir,
             run_id,
             to_container(cfg),
-            {"plan": datamodule.plan, "sources": datamodule.mixture_report(),
-             "total_samples": datamodule.total_samples},
+            {
+                "plan": datamodule.plan,
+                "sources": datamodule.mixture_report(),
+                "total_samples": datamodule.total_samples,
+                "actual": actual,
+                "actual_total": sum(actual.values()),
+            },
             metrics,
-            extra={"global_step": trainer.global_step, "world_size": world},
+            extra={
+                "global_step": trainer.global_step,
+                "world_size": world,
+                "accumulate_grad_batches": accum,
+                "resumed_from": ckpt_path,
+                "model_params": getattr(module, "param_counts", {}),
+                "deepspeed_config": _read_json(Path(ds_config)) if ds_config else None,
+                "export_dir": str(objects.get("export_dir") or "") or None,
+            },
             index_file=cfg.paths.get("runs_index"),
         )
         objects["run_record"] = record

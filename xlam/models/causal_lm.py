@@ -1,7 +1,15 @@
-"""CausalLMModule: a Hugging Face causal LM trained on rendered trajectories."""
+"""CausalLMModule: a Hugging Face causal LM trained on rendered trajectories.
+
+Full fine-tuning, LoRA and QLoRA (nf4) share one module; the strategy (CPU, DDP, FSDP,
+DeepSpeed ZeRO-2/3) and precision come from the trainer. The loss is the token mean over the
+whole optimizer step, independent of how the global batch is split into micro-batches and
+ranks (see :mod:`xlam.models.components.loss`).
+"""
 
 from __future__ import annotations
 
+import logging
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +19,23 @@ import torch
 import torch.nn.functional as F
 
 from xlam.data.render import IGNORE_INDEX
-from xlam.models.components.build import build_causal_lm
+from xlam.models.components.build import build_causal_lm, dtype_for_precision
+from xlam.models.components.flops import mfu, peak_flops
+from xlam.models.components.lora import (
+    LoraSettings,
+    apply_lora,
+    quantization_config,
+    trainable_summary,
+)
+from xlam.models.components.loss import (
+    STEP_MICRO_KEY,
+    STEP_TOKENS_KEY,
+    STEP_WINDOW_KEY,
+    step_loss_scale,
+)
 from xlam.models.components.schedules import build_scheduler, param_groups
+
+log = logging.getLogger(__name__)
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -32,6 +55,23 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return loss.view(shift_labels.shape)
 
 
+def _plain(value: Any) -> Any:
+    # Hydra hands over ListConfig/tuples; the DeepSpeed config record wants JSON values.
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    try:
+        return [_plain(v) for v in value]
+    except TypeError:
+        return str(value)
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    # ru_maxrss is in KiB on Linux: the process's peak resident memory.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 class CausalLMModule(L.LightningModule):
     """Wraps a causal LM; the model is built in :meth:`configure_model`.
 
@@ -39,13 +79,16 @@ class CausalLMModule(L.LightningModule):
         path: Local folder of a pretrained model, or ``None`` to build from ``tiny_config``.
         tokenizer_path: Folder of the tokenizer (its size sets a config-built vocabulary).
         tiny_config: Config fields of a random-initialised model.
-        dtype: Parameter dtype when loading.
+        dtype: Parameter dtype; ``auto`` follows the trainer precision (fp32 master weights
+            under ``*-mixed``, bf16 under ``bf16-true``).
         attn_implementation: Attention kernel for transformers.
         optimizer: Partial of a torch optimizer (called with parameter groups).
         weight_decay: Decay for weight matrices (never for biases and norms).
         scheduler: ``{name, warmup_steps | warmup_ratio, min_lr_ratio}``.
         gradient_checkpointing: Trade compute for activation memory.
         seed: Seed of a config-built model's initialisation.
+        lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
+        quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
     """
 
     def __init__(
@@ -53,20 +96,40 @@ class CausalLMModule(L.LightningModule):
         path: str | None = None,
         tokenizer_path: str | None = None,
         tiny_config: dict[str, Any] | None = None,
-        dtype: str = "float32",
+        dtype: str = "auto",
         attn_implementation: str | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         weight_decay: float = 0.0,
         scheduler: dict[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         seed: int = 0,
+        lora: dict[str, Any] | None = None,
+        quantization: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
+        self.lora = LoraSettings.from_config(lora)
+        if quantization and not self.lora.enabled:
+            raise ValueError(
+                f"model.quantization={quantization} freezes a 4-bit base: only adapters can "
+                "train, so set model.lora.enabled=true (QLoRA)"
+            )
         self.optimizer_factory = optimizer
         self.scheduler_cfg = dict(scheduler or {"name": "cosine", "warmup_ratio": 0.05})
         self.model: torch.nn.Module | None = None
-        self._t_last: float | None = None
+        # Frozen base weights are rebuilt from `path`/`seed`, so checkpoints keep adapters only.
+        self.strict_loading = not self.lora.enabled
+        self.param_counts: dict[str, int] = {}
+        self._peak_flops: float | None = None
+        self._warned_no_counter = False
+        self._reset_window()
+        self._t_window_end: float | None = None
+
+    # -- model -------------------------------------------------------------------------
+    @property
+    def builds_from_config(self) -> bool:
+        """Whether the model is random-initialised from ``tiny_config`` (no checkpoint)."""
+        return not self.hparams.path
 
     def configure_model(self) -> None:
         # Idempotent: Lightning may call it more than once (and ZeRO-3 needs it lazy).
@@ -75,52 +138,274 @@ class CausalLMModule(L.LightningModule):
         from transformers import AutoTokenizer
 
         hp = self.hparams
+        trainer = self._trainer
+        precision = str(trainer.precision) if trainer is not None else None
+        dtype = dtype_for_precision(hp.dtype, precision)
+        extra: dict[str, Any] = {}
+        qconfig = quantization_config(hp.quantization)
+        if qconfig is not None:
+            extra = {
+                "quantization_config": qconfig,
+                "device_map": {"": torch.cuda.current_device()},
+            }
         tok = AutoTokenizer.from_pretrained(hp.tokenizer_path or hp.path)
-        self.model = build_causal_lm(
-            hp.path, len(tok), hp.tiny_config, hp.dtype, hp.attn_implementation, hp.seed
+        model = build_causal_lm(
+            hp.path,
+            len(tok),
+            hp.tiny_config,
+            dtype,
+            hp.attn_implementation,
+            hp.seed,
+            extra_kwargs=extra,
         )
-        if hp.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(
+        if qconfig is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=hp.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        elif hp.gradient_checkpointing:
+            model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
-            self.model.config.use_cache = False
+        if hp.gradient_checkpointing:
+            model.config.use_cache = False
+        if self.lora.enabled:
+            model = apply_lora(model, self.lora)
+        self.model = model
+        self.param_counts = trainable_summary(model)
+        log.info(
+            "model: %s parameters, %s trainable",
+            f"{self.param_counts['params']:,}",
+            f"{self.param_counts['trainable_params']:,}",
+        )
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # -- packed batches (xlam.data.packing) ---------------------------------------------
+        if position_ids is not None:
+            # No attention mask: from position ids that restart at 0 transformers builds a
+            # block-diagonal causal mask (SDPA/eager). use_cache=False matters: with a cache
+            # the packed layout is not detected and samples would attend to each other.
+            # Flash attention goes varlen only for one row, so the rows are flattened.
+            shape = input_ids.shape
+            if "flash" in str(getattr(self.model.config, "_attn_implementation", "")):
+                input_ids, position_ids = input_ids.reshape(1, -1), position_ids.reshape(1, -1)
+            logits = self.model(
+                input_ids=input_ids, position_ids=position_ids, use_cache=False
+            ).logits
+            return logits.reshape(*shape, logits.size(-1))
+        # -- end packed batches -------------------------------------------------------------
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def model_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        """Forward and per-token losses; shared by training and validation.
+
+        Returns:
+            ``loss_sum`` (summed token loss), ``n_sup`` (supervised tokens), ``loss`` (their
+            ratio, the micro-batch mean), and the per-token ``losses`` and ``mask``.
+        """
+        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
         losses = token_losses(logits, batch["labels"])
         mask = (batch["labels"][:, 1:] != IGNORE_INDEX).float()
         n_sup = mask.sum()
-        loss = losses.sum() / n_sup.clamp(min=1)
-        return {"loss": loss, "losses": losses, "mask": mask, "n_sup": n_sup}
+        loss_sum = losses.sum()
+        return {
+            "loss": loss_sum / n_sup.clamp(min=1),
+            "loss_sum": loss_sum,
+            "losses": losses,
+            "mask": mask,
+            "n_sup": n_sup,
+        }
+
+    # -- training ----------------------------------------------------------------------
+    def _reset_window(self) -> None:
+        # [summed loss, real tokens, padded tokens, supervised tokens] of this rank's window,
+        # kept on the device so logging costs no host sync per micro-batch.
+        self._win_stats: torch.Tensor | None = None
+        self._win_step_tokens: torch.Tensor | None = None
+
+    def _world_accum(self) -> tuple[int, int]:
+        trainer = self._trainer
+        if trainer is None:
+            return 1, 1
+        return trainer.world_size, trainer.accumulate_grad_batches
+
+    def _step_tokens(self, batch: dict[str, Any], n_sup: torch.Tensor) -> torch.Tensor:
+        """Supervised tokens of the whole optimizer step (all micro-batches, all ranks)."""
+        _world, accum = self._world_accum()
+        if STEP_TOKENS_KEY in batch:
+            if batch[STEP_MICRO_KEY] == 0 or self._win_step_tokens is None:
+                local = torch.tensor(
+                    float(batch[STEP_TOKENS_KEY]), dtype=torch.float64, device=self.device
+                )
+                self._win_step_tokens = self._all_sum(local)
+            return self._win_step_tokens
+        # No StepTokenCounter in front of the loader (e.g. a bare Trainer in a notebook):
+        # normalise by this micro-batch's global count, exact only without accumulation.
+        if accum > 1 and not self._warned_no_counter:
+            log.warning(
+                "batches carry no step token count: the loss is a per-micro-batch "
+                "token mean; wrap the train loader with StepTokenCounter"
+            )
+            self._warned_no_counter = True
+        return self._all_sum(n_sup.detach().double()) * accum
+
+    def _all_sum(self, value: torch.Tensor) -> torch.Tensor:
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return value
+        return trainer.strategy.reduce(value, reduce_op="sum")
+
+    def _is_window_end(self, batch: dict[str, Any], batch_idx: int) -> bool:
+        if STEP_WINDOW_KEY in batch:
+            return batch[STEP_MICRO_KEY] == batch[STEP_WINDOW_KEY] - 1
+        return (batch_idx + 1) % self._world_accum()[1] == 0
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._t_window_end is None:
+            self._t_window_end = time.perf_counter()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.model_step(batch)
+        world, accum = self._world_accum()
+        n_step = self._step_tokens(batch, out["n_sup"])
+        # Lightning divides by `accum`, data parallelism averages over `world`: this factor
+        # makes the accumulated gradient that of (Σ token losses of the step) / n_step.
+        scale = step_loss_scale(world, accum, n_step)
+        loss = out["loss_sum"] * scale.to(out["loss_sum"].dtype)
+        attn = batch["attention_mask"]
+        stats = torch.stack(
+            [
+                out["loss_sum"].detach().double(),
+                attn.sum().double(),
+                torch.tensor(float(attn.numel()), dtype=torch.float64, device=attn.device),
+                out["n_sup"].double(),
+            ]
+        )
+        self._win_stats = stats if self._win_stats is None else self._win_stats + stats
+        # -- per-source metrics (sampler/packing) ----------------------------------------
+        if "sample_index" in batch:
+            from xlam.models.components.metrics import per_source_losses
+
+            acc = self.__dict__.setdefault("_source_stats", {})
+            losses = out["losses"].detach()
+            by_source = per_source_losses(
+                losses, batch["labels"], batch["sample_index"], batch["sources"]
+            )
+            for name, v in by_source.items():
+                acc[name] = acc[name] + v if name in acc else v
+            if self._is_window_end(batch, batch_idx):
+                kw = {"on_step": True, "on_epoch": False, "batch_size": 1}
+                for name, v in acc.items():  # this rank's token-mean loss of each source
+                    self.log(f"train/loss/{name}", v[0] / v[1].clamp(min=1), **kw)
+                acc.clear()
+                # Samples drawn per source so far, all ranks (from the resumable stream).
+                for name, n in batch.get("stream_state", {}).get("seen", {}).items():
+                    self.log(f"train/samples/{name}", float(n), **kw)
+        # -- end per-source metrics -------------------------------------------------------
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called before clipping, after DDP reduction and unscaling: the true gradient norm.
+        # DeepSpeed clips inside its engine; its norm is read after the step instead.
+        if self._is_deepspeed():
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        sq = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum()
+        if "fsdp" in type(self.trainer.strategy).__name__.lower():
+            sq = self._all_sum(sq)  # each rank holds a disjoint shard of the gradients
+        self.log("train/grad_norm", sq.sqrt(), on_step=True, on_epoch=False)
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        if gradient_clip_val and "fsdp" in type(self.trainer.strategy).__name__.lower():
+            # FSDP shards the gradients: only the wrapped module computes the global norm.
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(
+                    "FSDP clips by norm only: set trainer.gradient_clip_algorithm=norm"
+                )
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._is_window_end(batch, batch_idx):
+            return
         now = time.perf_counter()
-        n_tok = batch["attention_mask"].sum()
-        bs = batch["input_ids"].size(0)
-        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
-        if self._t_last is not None:
-            dt = max(now - self._t_last, 1e-9)
-            self.log("train/tokens_per_s", n_tok.float() / dt, prog_bar=True, batch_size=bs)
-            self.log("train/supervised_tokens_per_s", out["n_sup"] / dt, batch_size=bs)
-        self._t_last = now
-        numel = batch["attention_mask"].numel()
-        self.log("train/padding_ratio", 1.0 - n_tok.float() / numel, batch_size=bs)
-        self.log("train/supervised_ratio", out["n_sup"] / n_tok.clamp(min=1), batch_size=bs)
+        dt = max(now - (self._t_window_end or now), 1e-9)
+        self._t_window_end = now
+        world, _ = self._world_accum()
+        stats = self._win_stats
+        if stats is None:
+            return
+        loss_sum, tokens, padded, sup = self._all_sum(stats).tolist()
+        self._reset_window()
+        metrics = {
+            "train/loss": loss_sum / max(sup, 1.0),
+            "train/tokens_per_s": tokens / dt,
+            "train/tokens_per_s_per_device": tokens / dt / world,
+            "train/supervised_tokens_per_s": sup / dt,
+            "train/padding_ratio": 1.0 - tokens / max(padded, 1.0),
+            "train/supervised_ratio": sup / max(tokens, 1.0),
+            "train/step_tokens": sup,
+            "train/peak_mem_gb": _peak_memory_gb(self.device),
+        }
+        if self._peak_flops is None and self.device.type == "cuda":
+            self._peak_flops = peak_flops(torch.cuda.get_device_name(self.device)) or 0.0
+        util = mfu(
+            tokens / dt / world,
+            self.param_counts.get("params", 0),
+            self.param_counts.get("trainable_params"),
+            self._peak_flops,
+        )
+        if util is not None:
+            metrics["train/mfu"] = util
         sched = self.lr_schedulers()
         if sched is not None:
-            self.log("train/lr", sched.get_last_lr()[0], prog_bar=True, batch_size=bs)
-        return out["loss"]
+            metrics["train/lr"] = sched.get_last_lr()[0]
+        if self._is_deepspeed():
+            norm = self.trainer.strategy.deepspeed_engine.get_global_grad_norm()
+            if norm is not None:
+                metrics["train/grad_norm"] = float(norm)
+        for name in ("train/loss", "train/tokens_per_s", "train/lr"):
+            if name in metrics:
+                self.log(name, metrics.pop(name), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_dict(metrics, on_step=True, on_epoch=False)
+
+    def _is_deepspeed(self) -> bool:
+        trainer = self._trainer
+        return trainer is not None and hasattr(trainer.strategy, "deepspeed_engine")
+
+    # -- validation --------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.model_step(batch)
-        self.log("val/loss", out["loss"], prog_bar=True, batch_size=batch["input_ids"].size(0),
-                 sync_dist=True)
+        self._val += torch.stack([out["loss_sum"].detach().double(), out["n_sup"].double()])
         return out["loss"]
 
+    def on_validation_epoch_end(self) -> None:
+        # Token mean over the whole validation set and all ranks, not a mean of batch means.
+        total = self._all_sum(self._val)
+        if total[1] > 0:
+            # Already global: sync_dist only averages identical values (and keeps Lightning quiet).
+            self.log("val/loss", total[0] / total[1], prog_bar=True, sync_dist=True)
+
+    # -- optimisation --------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise ValueError("model.optimizer is not set")
@@ -130,7 +415,38 @@ class CausalLMModule(L.LightningModule):
         cfg = self.scheduler_cfg
         warmup = cfg.get("warmup_steps")
         if warmup is None:
-            warmup = int(round(cfg.get("warmup_ratio", 0.0) * total))
-        sched = build_scheduler(opt, cfg.get("name", "cosine"), int(warmup), total,
-                                cfg.get("min_lr_ratio", 0.0))
+            warmup = round(cfg.get("warmup_ratio", 0.0) * total)
+        sched = build_scheduler(
+            opt, cfg.get("name", "cosine"), int(warmup), total, cfg.get("min_lr_ratio", 0.0)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def optimizer_description(self) -> dict[str, Any]:
+        """The optimizer and schedule as plain values (for the DeepSpeed config record)."""
+        factory = self.optimizer_factory
+        opt: dict[str, Any] = {}
+        if factory is not None:
+            func = getattr(factory, "func", factory)
+            params = {k: _plain(v) for k, v in getattr(factory, "keywords", {}).items()}
+            opt = {
+                "type": f"{func.__module__}.{func.__qualname__}",
+                "params": {
+                    **params,
+                    "weight_decay": self.hparams.weight_decay,
+                    "no_decay": "biases and norm weights",
+                },
+            }
+        return {
+            "optimizer": opt,
+            "scheduler": {k: _plain(v) for k, v in self.scheduler_cfg.items()},
+        }
+
+    # -- checkpoints -------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.lora.enabled or "state_dict" not in checkpoint:
+            return
+        # The frozen base is rebuilt from `path` (or `seed`) on load; keep what trains.
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if k in trainable
+        }

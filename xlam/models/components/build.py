@@ -6,8 +6,14 @@ from typing import Any
 
 import torch
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def build_causal_lm(
@@ -28,7 +34,8 @@ def build_causal_lm(
         dtype: Parameter dtype.
         attn_implementation: ``eager``, ``sdpa`` or ``flash_attention_2``.
         seed: Seed of the random initialisation.
-        extra_kwargs: Passed to ``from_pretrained`` (e.g. a quantization config).
+        extra_kwargs: Passed to ``from_pretrained`` (e.g. ``quantization_config``,
+            ``device_map``); a config-built model is saved and reloaded to apply them.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -36,9 +43,10 @@ def build_causal_lm(
     kwargs: dict[str, Any] = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    extra = dict(extra_kwargs or {})
     if path:
         return AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype, local_files_only=True, **kwargs, **(extra_kwargs or {})
+            path, dtype=torch_dtype, local_files_only=True, **kwargs, **extra
         )
     if not tiny_config:
         raise ValueError("model.path is empty and model.tiny_config is not set: nothing to build")
@@ -48,4 +56,31 @@ def build_causal_lm(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **kwargs)
+    if extra.get("quantization_config") is not None:
+        # Quantizers run inside from_pretrained; a config-built model (tests, benchmarks)
+        # takes the same path through a temporary folder rather than a second code path.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="xlam-build-") as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            del model
+            return AutoModelForCausalLM.from_pretrained(
+                tmp, dtype=torch_dtype, local_files_only=True, **kwargs, **extra
+            )
     return model
+
+
+def dtype_for_precision(dtype: str, precision: str | None) -> str:
+    """Parameter dtype to build with: ``auto`` follows the trainer's precision.
+
+    Mixed precision keeps fp32 master weights (autocast computes in bf16/fp16), so only the
+    ``*-true`` precisions build in half precision.
+    """
+    if dtype != "auto":
+        return dtype
+    p = str(precision or "32-true")
+    if p.startswith("bf16-true"):
+        return "bfloat16"
+    if p.startswith("16-true"):
+        return "float16"
+    return "float32"

@@ -12,17 +12,24 @@ NO_DECAY_KEYWORDS = ("bias", "norm", "layernorm", "ln_", "embed_norm")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices, none on biases and norm weights."""
+    """AdamW groups: decay on weight matrices, none on biases and norm weights.
+
+    Empty groups are left out (ZeRO-3 drops them, which would desynchronise a scheduler).
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         lname = name.lower()
-        if p.ndim < 2 or any(k in lname for k in NO_DECAY_KEYWORDS):
+        # A ZeRO-3 partitioned parameter is a flat shard; its real shape is `ds_shape`.
+        ndim = len(getattr(p, "ds_shape", p.shape))
+        if ndim < 2 or any(k in lname for k in NO_DECAY_KEYWORDS):
             no_decay.append(p)
         else:
             decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups

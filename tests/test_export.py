@@ -1,0 +1,93 @@
+"""Export: end of training and ``xlam-export RUN_DIR`` give the same HF folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from xlam.models.export import export_checkpoint, export_dtype, inner_state_dict
+from xlam.train import train
+from xlam.utils.hydra import compose_config
+
+XLAM_EXPORT = shutil.which("xlam-export") or str(Path(sys.executable).parent / "xlam-export")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    cfg = compose_config(
+        [
+            "extras.print_config=false",
+            "trainer.enable_progress_bar=false",
+            "callbacks.progress_bar=null",
+            "data.val_size=0",
+            "data.batch_size=2",
+            "trainer.max_steps=2",
+            f"paths.log_dir={out}/logs",
+        ],
+        output_dir=out / "run",
+    )
+    train(cfg)
+    return out / "run"
+
+
+def _logits(folder: Path) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        return model(torch.tensor([[3, 17, 42, 7, 99, 5]])).logits
+
+
+def test_cli_export_matches_end_of_training(full_run: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, GenerationConfig
+
+    out = tmp_path / "hf"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [XLAM_EXPORT, str(full_run), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"model": str(out)}
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert torch.allclose(_logits(out), _logits(full_run / "export"), atol=1e-6)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template  # vLLM and transformers render prompts with it
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert "hi" in prompt
+    assert GenerationConfig.from_pretrained(out).eos_token_id == tok.eos_token_id
+
+
+def test_export_dtype_and_errors(full_run: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    result = export_checkpoint(full_run, "last", tmp_path / "bf16", dtype="bfloat16")
+    with safe_open(result["model"] / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict) == {torch.bfloat16}
+    ckpt = next((full_run / "checkpoints").glob("last.ckpt"))
+    assert export_checkpoint(full_run, str(ckpt), tmp_path / "p")["model"].is_dir()
+    with pytest.raises(FileNotFoundError, match=r"config\.yaml"):
+        export_checkpoint(tmp_path, "last")
+
+
+def test_export_helpers(tmp_path: Path) -> None:
+    state = {"_forward_module.model.lm_head.weight": 1, "model.a": 2, "other": 3}
+    assert inner_state_dict(state) == {"lm_head.weight": 1, "a": 2}
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    # A model trained in fp32 master weights from a bf16 checkpoint ships in bf16.
+    assert export_dtype("auto", str(tmp_path), torch.float32) == torch.bfloat16
+    assert export_dtype("auto", None, torch.float32) == torch.float32
+    assert export_dtype("float16", None, torch.float32) == torch.float16

@@ -1,0 +1,152 @@
+"""The loss is the token mean over the whole optimizer step, however the step is split.
+
+Micro-batches hold different numbers of supervised tokens on purpose: a per-micro-batch mean
+would then weight tokens unequally, and these tests would fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from xlam.models.causal_lm import CausalLMModule
+from xlam.models.components.loss import (
+    STEP_MICRO_KEY,
+    STEP_TOKENS_KEY,
+    STEP_WINDOW_KEY,
+    StepTokenCounter,
+    step_loss_scale,
+    supervised_tokens,
+)
+
+TINY = {
+    "model_type": "qwen2",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": True,
+}
+
+
+def _samples(vocab: int) -> list[dict[str, torch.Tensor]]:
+    # Four samples of different lengths and supervised spans (3, 9, 1 and 14 tokens).
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for length, start in ((6, 2), (12, 2), (5, 3), (20, 5)):
+        ids = torch.randint(0, vocab, (length,), generator=g)
+        labels = ids.clone()
+        labels[:start] = -100
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def _pad(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    n = max(len(s["input_ids"]) for s in samples)
+    ids = torch.zeros(len(samples), n, dtype=torch.long)
+    labels = torch.full((len(samples), n), -100, dtype=torch.long)
+    attn = torch.zeros(len(samples), n, dtype=torch.long)
+    for i, s in enumerate(samples):
+        k = len(s["input_ids"])
+        ids[i, :k], labels[i, :k], attn[i, :k] = s["input_ids"], s["labels"], 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": attn}
+
+
+class _GradCapture(L.Callback):
+    def __init__(self) -> None:
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
+    ) -> None:
+        self.grads = {
+            n: p.grad.detach().clone()
+            for n, p in pl_module.named_parameters()
+            if p.grad is not None
+        }
+
+
+def _grads(
+    batches: list[dict[str, Any]], accumulate: int, counter: bool, tmp: Path
+) -> dict[str, torch.Tensor]:
+    from xlam import TINY_TOKENIZER_DIR
+
+    module = CausalLMModule(
+        tokenizer_path=str(TINY_TOKENIZER_DIR),
+        tiny_config=TINY,
+        dtype="float32",
+        attn_implementation="eager",
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.0),
+        scheduler={"name": "constant"},
+        seed=3,
+    )
+    loader: Any = DataLoader(batches, batch_size=None)
+    if counter:
+        loader = StepTokenCounter(loader, accumulate)
+    capture = _GradCapture()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=None,
+        callbacks=[capture],
+        default_root_dir=tmp,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return capture.grads
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys() and a
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_four_micro_batches_equal_one_batch_of_four(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from xlam import TINY_TOKENIZER_DIR
+
+    vocab = len(AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR))
+    samples = _samples(vocab)
+    whole = _grads([_pad(samples)], accumulate=1, counter=True, tmp=tmp_path / "a")
+    split = _grads([_pad([s]) for s in samples], accumulate=4, counter=True, tmp=tmp_path / "b")
+    assert _max_diff(whole, split) < 1e-6
+    # Negative control: the mean of per-micro-batch means weights tokens unequally.
+    naive = _grads([_pad([s]) for s in samples], accumulate=4, counter=False, tmp=tmp_path / "c")
+    assert _max_diff(whole, naive) > 1e-4
+
+
+def test_step_token_counter_windows() -> None:
+    def batch(n_sup: int) -> dict[str, torch.Tensor]:
+        labels = torch.full((1, 10), -100)
+        labels[0, 10 - n_sup :] = 1
+        return {"labels": labels}
+
+    counted = list(StepTokenCounter([batch(k) for k in (2, 3, 4, 5, 6)], accumulate=2))
+    assert [b[STEP_TOKENS_KEY] for b in counted] == [5, 5, 9, 9, 6]
+    assert [b[STEP_MICRO_KEY] for b in counted] == [0, 1, 0, 1, 0]
+    assert [b[STEP_WINDOW_KEY] for b in counted] == [2, 2, 2, 2, 1]
+    assert len(StepTokenCounter([batch(1)] * 3, accumulate=2)) == 3
+    with pytest.raises(ValueError, match="accumulate"):
+        StepTokenCounter([], accumulate=0)
+
+
+def test_supervised_tokens_and_scale() -> None:
+    labels = torch.tensor([[-100, 5, 6, -100], [-100, -100, 7, 8]])
+    # Shifted by one: the first position is never predicted.
+    assert supervised_tokens(labels) == 4
+    # Lightning's 1/accum and DDP's 1/world cancel against world * accum.
+    assert step_loss_scale(world_size=2, accumulate=4, step_tokens=16) == 0.5
+    assert step_loss_scale(1, 1, 0) == 1.0
