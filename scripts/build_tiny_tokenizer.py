@@ -69,8 +69,14 @@ For each call, return a JSON object with "name" and "arguments" inside <tool_cal
 """.strip()
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-ADDED = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
-         "</think>"]
+ADDED = [
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+]
 
 
 def corpus(data_dir: Path) -> list[str]:
@@ -83,8 +89,11 @@ def corpus(data_dir: Path) -> list[str]:
             for m in rec["conversation"]:
                 texts.append(m["content"])
                 for c in m.get("tool_calls", []):
-                    texts.append(json.dumps({"name": c["function"]["name"],
-                                             "arguments": c["function"]["arguments"]}))
+                    texts.append(
+                        json.dumps(
+                            {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                        )
+                    )
     texts.append(CHAT_TEMPLATE)
     return texts
 

@@ -93,8 +93,11 @@ def fc_single(rng: random.Random, i: int) -> dict:
             a, b, c = rng.sample(CURRENCIES, 3)
             query = f"Convert {amount} {a} to {b} and to {c}."
             calls = [
-                call("convert_currency", {"amount": amount, "from_currency": a, "to_currency": t},
-                     f"call_{i}_{k}")
+                call(
+                    "convert_currency",
+                    {"amount": amount, "from_currency": a, "to_currency": t},
+                    f"call_{i}_{k}",
+                )
                 for k, t in enumerate([b, c])
             ]
         else:
@@ -130,25 +133,51 @@ def multi_turn(rng: random.Random, i: int) -> dict:
     if rng.random() < 0.3:
         # A tool error, then a retry with corrected arguments.
         conv += [
-            {"role": "assistant", "content": "",
-             "tool_calls": [call("get_weather", {"city": city.lower(), "unit": "kelvin"},
-                                 f"c{i}a")]},
-            {"role": "tool", "tool_call_id": f"c{i}a", "name": "get_weather",
-             "content": json.dumps({"error": "unit must be celsius or fahrenheit"})},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    call("get_weather", {"city": city.lower(), "unit": "kelvin"}, f"c{i}a")
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": f"c{i}a",
+                "name": "get_weather",
+                "content": json.dumps({"error": "unit must be celsius or fahrenheit"}),
+            },
         ]
     conv += [
-        {"role": "assistant", "content": "",
-         "tool_calls": [call("get_weather", {"city": city, "unit": "celsius"}, f"c{i}b")]},
-        {"role": "tool", "tool_call_id": f"c{i}b", "name": "get_weather",
-         "content": json.dumps({"city": city, "temperature": temp, "unit": "celsius"})},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [call("get_weather", {"city": city, "unit": "celsius"}, f"c{i}b")],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": f"c{i}b",
+            "name": "get_weather",
+            "content": json.dumps({"city": city, "temperature": temp, "unit": "celsius"}),
+        },
         {"role": "assistant", "content": f"It is {temp} degrees celsius in {city}."},
         {"role": "user", "content": f"And how much is {amount} {a} in {b}?"},
-        {"role": "assistant", "content": "",
-         "tool_calls": [call("convert_currency",
-                             {"amount": amount, "from_currency": a, "to_currency": b},
-                             f"c{i}c")]},
-        {"role": "tool", "tool_call_id": f"c{i}c", "name": "convert_currency",
-         "content": json.dumps({"result": round(amount * rate, 2), "currency": b})},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                call(
+                    "convert_currency",
+                    {"amount": amount, "from_currency": a, "to_currency": b},
+                    f"c{i}c",
+                )
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": f"c{i}c",
+            "name": "convert_currency",
+            "content": json.dumps({"result": round(amount * rate, 2), "currency": b}),
+        },
         {"role": "assistant", "content": f"{amount} {a} is {round(amount * rate, 2)} {b}."},
     ]
     return {
@@ -166,8 +195,11 @@ def chat(rng: random.Random, i: int) -> dict:
         topic = rng.choice(TOPICS)
         conv = [
             {"role": "user", "content": f"Tell me one fact about {topic}."},
-            {"role": "assistant", "content": f"Here is a fact about {topic}: people have "
-             f"studied {topic} for a long time."},
+            {
+                "role": "assistant",
+                "content": f"Here is a fact about {topic}: people have "
+                f"studied {topic} for a long time.",
+            },
         ]
         tools: list = []
     else:
@@ -180,8 +212,11 @@ def chat(rng: random.Random, i: int) -> dict:
             city = rng.choice(CITIES)
             conv += [
                 {"role": "user", "content": f"{city}, please."},
-                {"role": "assistant", "content": "",
-                 "tool_calls": [call("get_weather", {"city": city}, f"k{i}")]},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [call("get_weather", {"city": city}, f"k{i}")],
+                },
             ]
     return {
         "unique_trajectory_id": f"chat-{i:04d}",
@@ -199,8 +234,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, fn, n in (("fc_single", fc_single, 160), ("multi_turn", multi_turn, 100),
-                        ("chat", chat, 100)):
+    for name, fn, n in (
+        ("fc_single", fc_single, 160),
+        ("multi_turn", multi_turn, 100),
+        ("chat", chat, 100),
+    ):
         rng = random.Random(f"{args.seed}-{name}")
         path = args.out / f"{name}.jsonl"
         with path.open("w", encoding="utf-8") as f:

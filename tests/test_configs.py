@@ -28,12 +28,29 @@ OPTIONS = _options()
 
 
 def test_groups_present() -> None:
-    for group in ("data", "model", "trainer", "callbacks", "logger", "paths", "hydra", "extras",
-                  "experiment", "hparams_search", "debug"):
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+        "hydra",
+        "extras",
+        "experiment",
+        "hparams_search",
+        "debug",
+    ):
         assert group in GROUPS, group
     names = {o for g, o in OPTIONS if g == "trainer"}
-    assert {"cpu", "gpu", "ddp", "deepspeed_zero2", "deepspeed_zero3",
-            "deepspeed_zero3_offload"} <= names
+    assert {
+        "cpu",
+        "gpu",
+        "ddp",
+        "deepspeed_zero2",
+        "deepspeed_zero3",
+        "deepspeed_zero3_offload",
+    } <= names
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

@@ -44,8 +44,7 @@ def test_default_loss_falls(default_run: tuple[dict, dict, Path]) -> None:
 def test_default_run_outputs(default_run: tuple[dict, dict, Path]) -> None:
     _, objects, run_dir = default_run
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
-                      weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == objects["trainer"].global_step
     dm = objects["datamodule"]
     # The sampler position travels with the checkpoint: the whole planned stream was used.
@@ -68,8 +67,9 @@ def test_export_loads_and_generates(default_run: tuple[dict, dict, Path]) -> Non
     tok = AutoTokenizer.from_pretrained(export)
     model = AutoModelForCausalLM.from_pretrained(export)
     msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
-    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
-                                  return_dict=True)
+    ids = tok.apply_chat_template(
+        msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
     assert model.generation_config.eos_token_id == tok.eos_token_id
