@@ -86,6 +86,18 @@ def test_deepspeed_bf16_on_cuda(stage: int, tmp_path: Path) -> None:
     assert sum(p.numel() for p in model.parameters()) > 50_000_000
 
 
+def test_fsdp_bf16_on_cuda(tmp_path: Path) -> None:
+    # PyTorch's FSDP needs an accelerator (it refuses the CPU), so only CUDA exercises it.
+    run = tmp_path / "fsdp"
+    steps = _train(["trainer=fsdp", "trainer.precision=bf16-mixed"], run)
+    assert steps[7]["train/loss"] < steps[0]["train/loss"]
+    assert steps[7]["train/grad_norm"] > 0
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(run / "export")
+    assert sum(p.numel() for p in model.parameters()) > 50_000_000
+
+
 def test_deepspeed_zero3_lora_bf16_on_cuda(tmp_path: Path) -> None:
     run = tmp_path / "zero3_lora"
     steps = _train(
