@@ -40,6 +40,17 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "run"
 
 
+def test_wandb_id_follows_the_run_dir(tmp_path: Path) -> None:
+    from xlam.utils.hydra import compose_config
+
+    # Resuming in place (same run dir) continues the same wandb run; another dir is another run.
+    ids = [
+        compose_config(["logger=wandb"], output_dir=tmp_path / d).logger.wandb.id
+        for d in ("a", "a", "b")
+    ]
+    assert ids[0] == ids[1] != ids[2]
+
+
 def test_wandb_writes_offline_files_in_run_dir(wandb_run: Path) -> None:
     runs = list((wandb_run / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

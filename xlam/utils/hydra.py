@@ -26,11 +26,23 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
+def _stable_id(text: str) -> str:
+    # The same run dir gives the same id, so a resumed run continues its wandb run.
+    import hashlib
+
+    return hashlib.sha1(str(text).encode()).hexdigest()[:16]
+
+
 def register_resolvers() -> None:
     """Register ``${xlam_asset:rel}``, ``${xlam_wandb_offline:}`` and the typed schemas."""
     from xlam.data.mixture import register_configs
 
-    for name, fn in (("xlam_asset", _asset), ("xlam_wandb_offline", _wandb_offline)):
+    resolvers = (
+        ("xlam_asset", _asset),
+        ("xlam_wandb_offline", _wandb_offline),
+        ("xlam_stable_id", _stable_id),
+    )
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
     # Typed schemas make a wrong type fail when the config is composed, not mid-run.
