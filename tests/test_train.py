@@ -46,9 +46,11 @@ def test_default_run_outputs(default_run: tuple[dict, dict, Path]) -> None:
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == objects["trainer"].global_step
-    dm = objects["datamodule"]
-    # The sampler position travels with the checkpoint: the whole planned stream was used.
-    assert ckpt["TrajectoryDataModule"]["sampler"]["consumed"] == len(dm.sampler)
+    # The stream state travels with the checkpoint: it points past the last trained step,
+    # and (the default plan packs into whole steps) every source gave exactly its plan.
+    stream = ckpt["TrajectoryDataModule"]["sampler"]
+    assert stream["step"] == ckpt["global_step"]
+    assert stream["seen"] == objects["datamodule"].plan
     record_path = run_dir / f"run-{objects['run_id']}.json"
     record = json.loads(record_path.read_text())
     assert record["config"]["model"]["tiny_config"]["model_type"] == "qwen2"
