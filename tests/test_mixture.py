@@ -103,3 +103,16 @@ def test_schema_is_registered_for_hydra() -> None:
     node = ConfigStore.instance().load("schema/data.yaml").node
     assert OmegaConf.get_type(node) is DataConfig
     assert (CONF_DIR / "data" / "mixture_example.yaml").is_file()
+
+
+def test_native_format_source_streams_through_its_importer(shared_fixtures: Path) -> None:
+    from xlam.data.formats import import_records
+    from xlam.data.mixture import SourceSpec
+    from xlam.data.sources import load_source
+
+    path = shared_fixtures / "datasets" / "xlam_fc_60k" / "sample.json"
+    spec = SourceSpec(name="fc60k", path=str(path), format="xlam_fc_60k")
+    trajs = list(load_source(spec))
+    good = [r for r, _, _ in import_records(path, "xlam_fc_60k") if not hasattr(r, "rule")]
+    assert trajs and len(trajs) == len(good)
+    assert {t.source for t in trajs} == {"fc60k"}

@@ -119,7 +119,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if trainer.max_steps is None or trainer.max_steps < 0:
             trainer.fit_loop.epoch_loop.max_steps = datamodule.planned_steps(world, accum)
         else:
-            datamodule.set_num_samples(trainer.max_steps * datamodule.batch_size * world * accum)
+            datamodule.plan_for_steps(trainer.max_steps, world, accum)
     log.info(
         "plan: %d samples %s -> %d optimizer steps (batch %d x world %d x accum %d)",
         datamodule.total_samples,

@@ -41,15 +41,6 @@ def load_source(spec: SourceSpec) -> Iterator[Trajectory]:
                 t.source = spec.name
             yield t
         return
-    try:
-        from xlam.data.formats import import_file
-    except ImportError:  # importers without the one-call helper: same stream, rejects logged
-        yield from _import_records(path, spec)
-        return
-    yield from import_file(path, spec.format, source=spec.name)
-
-
-def _import_records(path: Path, spec: SourceSpec) -> Iterator[Trajectory]:
     from xlam.data.formats import import_records
 
     rejected = 0

@@ -27,6 +27,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from xlam.data.schema import ToolCall
+
 # End-of-turn markers a decoder may leave at the end of the text (special tokens kept).
 END_MARKERS: tuple[str, ...] = (
     "<|im_end|>",
@@ -61,13 +63,8 @@ class ToolCallParseError(ValueError):
     """A tool call was attempted but could not be parsed (internal; never escapes)."""
 
 
-@dataclass
-class ParsedCall:
-    """One parsed call: a tool name and its arguments as a JSON object."""
-
-    name: str
-    arguments: dict[str, Any]
-    id: str = ""
+class ParsedCall(ToolCall):
+    """One parsed call: the trajectory schema's :class:`ToolCall`, served the OpenAI way."""
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI ``tool_calls`` entry (arguments as a JSON string)."""
