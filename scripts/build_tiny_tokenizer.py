@@ -2,7 +2,11 @@
 
 The tokenizer is trained with the ``tokenizers`` library on the project's own sample
 trajectories and saved as a standard Hugging Face tokenizer folder, so
-``AutoTokenizer.from_pretrained`` loads it offline.
+``AutoTokenizer.from_pretrained`` loads it offline. It pre-tokenizes exactly like Qwen2's
+tokenizer (NFC, Qwen2's split pattern, byte level): the tiny model is a Qwen2, and
+transformers and vLLM load the tokenizer of a ``qwen2`` model folder as ``Qwen2Tokenizer``,
+which rebuilds that pipeline whatever ``tokenizer.json`` says. Any other pipeline would
+tokenize an exported model's prompts differently from training.
 
 Usage:
     python scripts/build_tiny_tokenizer.py [--out xlam/assets/tiny_tokenizer] [--vocab-size 2048]
@@ -14,8 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,8 +104,10 @@ def corpus(data_dir: Path) -> list[str]:
 
 def build(out: Path, vocab_size: int, data_dir: Path) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    qwen2 = Qwen2Tokenizer().backend_tokenizer  # its pipeline, with an empty vocabulary
+    tok.normalizer = qwen2.normalizer
+    tok.pre_tokenizer = qwen2.pre_tokenizer
+    tok.decoder = qwen2.decoder
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL + ADDED,

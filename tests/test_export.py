@@ -91,3 +91,46 @@ def test_export_helpers(tmp_path: Path) -> None:
     assert export_dtype("auto", str(tmp_path), torch.float32) == torch.bfloat16
     assert export_dtype("auto", None, torch.float32) == torch.float32
     assert export_dtype("float16", None, torch.float32) == torch.float16
+
+
+def test_tokenizer_that_would_not_come_back_is_refused(tmp_path: Path) -> None:
+    # A byte-level BPE without Qwen2's split pattern, saved beside a qwen2 model, loads back
+    # as Qwen2Tokenizer (transformers picks the class from model_type) and splits digits
+    # differently: training must refuse it rather than export a model served on other tokens.
+    from tokenizers import pre_tokenizers
+    from transformers import AutoConfig, AutoTokenizer
+
+    from xlam import TINY_TOKENIZER_DIR
+    from xlam.models.export import check_tokenizer_matches
+
+    qwen2 = AutoConfig.for_model("qwen2")
+    tiny = AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
+    check_tokenizer_matches(
+        tiny, AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR, config=qwen2), "x"
+    )
+    tiny.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tiny.save_pretrained(tmp_path / "plain")
+    plain = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match=r"loads as Qwen2Tokenizer.*tokenizes"):
+        check_tokenizer_matches(
+            plain, AutoTokenizer.from_pretrained(tmp_path / "plain", config=qwen2), "a qwen2 folder"
+        )
+    cfg = compose_config([f"model.tokenizer_path={tmp_path / 'plain'}"], output_dir=tmp_path / "r")
+    module = __import__("hydra").utils.instantiate(cfg.model)
+    with pytest.raises(ValueError, match="Qwen2Tokenizer"):
+        module.configure_model()
+
+
+def test_real_tokenizers_come_back_from_an_export(shared_fixtures: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from xlam.models.export import check_tokenizer_matches
+
+    for folder in sorted((shared_fixtures / "tokenizers").iterdir()):
+        if not (folder / "tokenizer_config.json").is_file():
+            continue
+        tok = AutoTokenizer.from_pretrained(folder)
+        tok.save_pretrained(tmp_path / folder.name)
+        check_tokenizer_matches(
+            tok, AutoTokenizer.from_pretrained(tmp_path / folder.name), folder.name
+        )

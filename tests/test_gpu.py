@@ -26,7 +26,6 @@ COMMON = [
     "model=small_100m",
     "extras.print_config=false",
     "trainer.enable_progress_bar=false",
-    "callbacks.progress_bar=null",
     "data.val_size=0",
     "data.batch_size=4",
     "data.packing.seq_length=512",

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from xlam.data.mixture import (
     DataConfig,
+    SourceConfig,
     SourceSpec,
     plan_mixture,
     planned_steps,
@@ -93,6 +94,25 @@ def test_schema_names_the_offending_key(tmp_path: Path) -> None:
         validate_data_config(cfg.data)
     cfg = compose_config(["data.max_length=4096"], output_dir=tmp_path)
     with pytest.raises(ValueError, match="must fit one bin"):
+        validate_data_config(cfg.data)
+
+
+def test_sources_can_be_added_and_replaced_from_the_command_line(tmp_path: Path) -> None:
+    # A typed mapping would refuse new keys: researchers add a source with one override.
+    cfg = compose_config(
+        ["+data.sources.extra={path: /data/x.jsonl, format: sharegpt, epochs: 0.5}"],
+        output_dir=tmp_path,
+    )
+    typed = validate_data_config(cfg.data)
+    assert typed.sources["extra"] == SourceConfig(
+        path="/data/x.jsonl", format="sharegpt", epochs=0.5
+    )
+    assert {"fc_single", "multi_turn", "chat"} < set(typed.sources)
+    only = [f"~data.sources.{n}" for n in ("fc_single", "multi_turn", "chat")]
+    cfg = compose_config([*only, "+data.sources.one.path=/data/y.jsonl"], output_dir=tmp_path)
+    assert list(validate_data_config(cfg.data).sources) == ["one"]
+    cfg = compose_config(["+data.sources.bad={path: x, epochs: lots}"], output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"data\.sources\.bad.*lots"):
         validate_data_config(cfg.data)
 
 

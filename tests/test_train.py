@@ -75,3 +75,23 @@ def test_export_loads_and_generates(default_run: tuple[dict, dict, Path]) -> Non
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
     assert model.generation_config.eos_token_id == tok.eos_token_id
+
+
+def test_config_built_weights_ignore_the_init_device() -> None:
+    # Strategies build under different device contexts (Lightning's single-device on the GPU,
+    # FSDP and ZeRO-3 on the CPU, meta for empty init): a seed must give the same weights.
+    from xlam.models.components.build import build_causal_lm
+
+    tiny = {
+        "model_type": "qwen2",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    }
+    plain = build_causal_lm(None, 128, tiny, "float32", None, seed=3).state_dict()
+    with torch.device("meta"):
+        other = build_causal_lm(None, 128, tiny, "float32", None, seed=3).state_dict()
+    assert plain.keys() == other.keys()
+    assert all(torch.equal(plain[k], other[k]) for k in plain)

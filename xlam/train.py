@@ -105,6 +105,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if counter is None:
         counter = SourceCounter()
         callbacks.append(counter)
+    if cfg.trainer.get("enable_progress_bar") is False:
+        # The override a user types to silence a run; the callbacks group's bar would refuse it.
+        from lightning.pytorch.callbacks import ProgressBar
+
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False

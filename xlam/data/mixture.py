@@ -82,7 +82,10 @@ class DataConfig:
     """Schema of the ``data`` group (arguments of ``TrajectoryDataModule``).
 
     Attributes:
-        sources: ``{name: SourceConfig}``.
+        sources: ``{name: SourceConfig}``. Values are untyped in the Hydra schema so that
+            ``+data.sources.NAME={path: ..., format: ...}`` can add a source from the command
+            line (OmegaConf refuses new keys of a typed mapping); each one is checked against
+            :class:`SourceConfig` here, naming the source.
         tokenizer_path: Tokenizer whose chat template renders the data.
         batch_size: Rows per micro-batch per rank (packed bins when packing is on).
         max_length: Longest sample in tokens (default: ``packing.seq_length`` or 1024).
@@ -99,7 +102,7 @@ class DataConfig:
     """
 
     _target_: str = "xlam.data.datamodule.TrajectoryDataModule"
-    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    sources: dict[str, Any] = field(default_factory=dict)
     tokenizer_path: str = "???"
     batch_size: int = 8
     max_length: int | None = None
@@ -117,6 +120,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.sources:
             raise ValueError("data.sources is empty: give at least one source")
+        self.sources = {name: _source_config(name, v) for name, v in self.sources.items()}
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.overlong not in OVERLONG:
@@ -152,6 +156,24 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, Mapping):
         return dict(obj)
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _source_config(name: str, value: Any) -> SourceConfig | SourceSpec:
+    from omegaconf import OmegaConf
+
+    if isinstance(value, SourceConfig | SourceSpec):  # already checked
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"data.sources.{name} must be a mapping (path, format, ...), got {value!r}"
+        )
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SourceConfig), dict(value))
+    except Exception as e:  # OmegaConf names the key and the type it wanted
+        raise ValueError(f"data.sources.{name}: {e}") from None
+    obj = OmegaConf.to_object(merged)
+    assert isinstance(obj, SourceConfig)
+    return obj
 
 
 def validate_data_config(cfg: Any) -> DataConfig:

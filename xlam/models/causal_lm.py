@@ -34,6 +34,7 @@ from xlam.models.components.loss import (
     step_loss_scale,
 )
 from xlam.models.components.schedules import build_scheduler, param_groups
+from xlam.models.export import check_tokenizer_matches
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,12 @@ class CausalLMModule(L.LightningModule):
             hp.attn_implementation,
             hp.seed,
             extra_kwargs=extra,
+        )
+        # Fail now, not at serving time, if the exported folder would load another tokenizer.
+        check_tokenizer_matches(
+            tok,
+            AutoTokenizer.from_pretrained(hp.tokenizer_path or hp.path, config=model.config),
+            f"a {model.config.model_type} model folder with this tokenizer",
         )
         if qconfig is not None:
             from peft import prepare_model_for_kbit_training

@@ -49,6 +49,75 @@ def _tokenizer_eos(tokenizer: Any, model: torch.nn.Module) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
+# Digits, JSON, whitespace runs, line breaks and non-ASCII: where pre-tokenizers differ.
+_PROBE_TEXT = (
+    "Find 2 flights < $1,250.00 on 2026-11-24T09:30 \u2014 caf\u00e9 \u5317\u4eac\n\n  "
+    '{"name": "search", "arguments": {"max_results": 10, "query": "owls"}}\t\r\n'
+)
+_PROBE_MESSAGES = [
+    {"role": "system", "content": "You call functions."},
+    {"role": "user", "content": "Weather in Paris, 3 days?"},
+]
+_PROBE_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather forecast.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+def _probe_ids(tokenizer: Any) -> list[list[int]]:
+    specials = " ".join(str(t) for t in tokenizer.all_special_tokens)
+    ids = [tokenizer.encode(t, add_special_tokens=False) for t in (_PROBE_TEXT, specials)]
+    if tokenizer.chat_template:
+        try:
+            text = tokenizer.apply_chat_template(
+                _PROBE_MESSAGES, tools=_PROBE_TOOLS, tokenize=False, add_generation_prompt=True
+            )
+        except Exception:  # a template that takes no tools: the plain turns still compare
+            text = tokenizer.apply_chat_template(
+                _PROBE_MESSAGES, tokenize=False, add_generation_prompt=True
+            )
+        ids.append(tokenizer.encode(text, add_special_tokens=False))
+    return ids
+
+
+def check_tokenizer_matches(trained: Any, loaded: Any, where: str) -> None:
+    """Raise unless ``loaded`` tokenizes (and templates) exactly like ``trained``.
+
+    transformers and vLLM choose a model folder's tokenizer class from its ``model_type``
+    (a ``qwen2`` folder loads ``Qwen2Tokenizer``, which rebuilds Qwen2's pre-tokenizer
+    whatever ``tokenizer.json`` says), so a tokenizer saved beside a model is not always the
+    one that comes back. A model served with another tokenization than it was trained on
+    degrades silently; this makes it an error.
+
+    Args:
+        trained: The tokenizer the model is trained with.
+        loaded: The tokenizer as the model folder loads it.
+        where: What ``loaded`` is, for the message.
+    """
+    a, b = _probe_ids(trained), _probe_ids(loaded)
+    if a == b:
+        return
+    first = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    text = (_PROBE_TEXT, "the special tokens", "a chat-template render")[first]
+    raise ValueError(
+        f"{where} loads as {type(loaded).__name__}, which tokenizes {text} differently from "
+        f"the training tokenizer ({type(trained).__name__}): a served model would see other "
+        "tokens than it was trained on. Train with the model's own tokenizer, or with one "
+        "whose pre-tokenizer matches the class transformers picks for this model_type "
+        "(see scripts/build_tiny_tokenizer.py)."
+    )
+
+
 def export_hf(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -82,6 +151,9 @@ def export_hf(
     _tokenizer_eos(tokenizer, model)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    from transformers import AutoTokenizer
+
+    check_tokenizer_matches(tokenizer, AutoTokenizer.from_pretrained(out), f"the export {out}")
     return out
 
 

@@ -6,8 +6,10 @@ Usage::
     vllm serve MODEL --enable-auto-tool-choice --tool-parser-plugin "$PLUGIN" \\
         --tool-call-parser xlam
 
-Loading the file registers :class:`XlamToolParser` under the name ``xlam`` (replacing
-vLLM's own ``xlam`` parser, which knows fewer syntaxes). The parsing itself is
+Loading the file registers :class:`XlamToolParser` under the name ``xlam``, replacing
+vLLM's own ``xlam`` parser (which knows fewer syntaxes), and under ``xlam_plugin``, which
+fails loudly where ``xlam`` would fall back to vLLM's parser if the plugin did not load.
+Served with vLLM 0.32 (CPU) in ``tests/test_serving.py``. The parsing itself is
 :func:`xlam.serving.parser.parse_tool_calls`; streaming emits each call whole once it is
 complete, and content before the calls as it arrives.
 
@@ -17,6 +19,7 @@ vLLM is optional: without it this module still imports (``VLLM_AVAILABLE`` is Fa
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import uuid
@@ -26,36 +29,51 @@ from typing import Any
 from xlam.serving.parser import ParsedCall, parse_tool_calls
 
 PARSER_NAME = "xlam"
+# Also registered under a name vLLM does not ship: asking for it fails loudly if the plugin
+# did not load, where ``xlam`` would quietly fall back to vLLM's own parser.
+PLUGIN_PARSER_NAME = "xlam_plugin"
 
-try:  # vLLM moved these modules between releases; try the newer layout first.
-    try:
-        from vllm.tool_parsers import ToolParser, ToolParserManager
-    except ImportError:
-        from vllm.entrypoints.openai.tool_parsers import (  # type: ignore[no-redef]
-            ToolParser,
-            ToolParserManager,
-        )
-    try:
-        from vllm.entrypoints.openai.engine.protocol import (
-            DeltaFunctionCall,
-            DeltaMessage,
-            DeltaToolCall,
-            ExtractedToolCallInformation,
-            FunctionCall,
-            ToolCall,
-        )
-    except ImportError:
-        from vllm.entrypoints.openai.protocol import (  # type: ignore[no-redef]
-            DeltaFunctionCall,
-            DeltaMessage,
-            DeltaToolCall,
-            ExtractedToolCallInformation,
-            FunctionCall,
-            ToolCall,
-        )
-    VLLM_AVAILABLE = True
-except ImportError:  # vLLM absent (or too different): the plugin stays inert.
-    VLLM_AVAILABLE = False
+# vLLM moves these classes between releases; each layout is tried, newest first.
+_PARSER_MODULES = ("vllm.tool_parsers", "vllm.entrypoints.openai.tool_parsers")
+_PROTOCOL_MODULES = (
+    "vllm.entrypoints.generate.base.protocol",  # 0.3x
+    "vllm.entrypoints.openai.engine.protocol",
+    "vllm.entrypoints.openai.protocol",
+)
+_PROTOCOL_NAMES = (
+    "DeltaFunctionCall",
+    "DeltaMessage",
+    "DeltaToolCall",
+    "ExtractedToolCallInformation",
+    "FunctionCall",
+    "ToolCall",
+)
+
+
+def _import_first(modules: tuple[str, ...], names: tuple[str, ...]) -> tuple[Any, ...] | None:
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+            return tuple(getattr(module, n) for n in names)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+_parsers = _import_first(_PARSER_MODULES, ("ToolParser", "ToolParserManager"))
+_protocol = _import_first(_PROTOCOL_MODULES, _PROTOCOL_NAMES)
+VLLM_AVAILABLE = _parsers is not None and _protocol is not None
+if VLLM_AVAILABLE:
+    ToolParser, ToolParserManager = _parsers
+    (
+        DeltaFunctionCall,
+        DeltaMessage,
+        DeltaToolCall,
+        ExtractedToolCallInformation,
+        FunctionCall,
+        ToolCall,
+    ) = _protocol
+else:  # vLLM absent (or too different): the plugin stays inert.
     ToolParser = object  # type: ignore[assignment,misc]
 
 # Where tool calls may begin in a stream; content is only released before these.
@@ -241,5 +259,13 @@ def register(name: str = PARSER_NAME) -> bool:
 
 # vLLM imports this file for --tool-parser-plugin; registering here is the plugin protocol.
 register()
+register(PLUGIN_PARSER_NAME)
 
-__all__ = ["CALL_MARKERS", "PARSER_NAME", "VLLM_AVAILABLE", "StreamingToolCallParser", "register"]
+__all__ = [
+    "CALL_MARKERS",
+    "PARSER_NAME",
+    "PLUGIN_PARSER_NAME",
+    "VLLM_AVAILABLE",
+    "StreamingToolCallParser",
+    "register",
+]

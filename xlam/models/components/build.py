@@ -53,7 +53,10 @@ def build_causal_lm(
     cfg = dict(tiny_config)
     model_type = cfg.pop("model_type")
     config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **cfg)
-    with torch.random.fork_rng():
+    # Initialised on the CPU whatever device the strategy's init context names (Lightning's
+    # single-device and DeepSpeed ZeRO-2 build on the GPU, ZeRO-3 and FSDP on the CPU), so a
+    # seed gives the same weights under every strategy and on every machine.
+    with torch.random.fork_rng(), torch.device("cpu"):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **kwargs)
     if extra.get("quantization_config") is not None:

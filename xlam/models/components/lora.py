@@ -138,7 +138,16 @@ def quantization_config(kind: str | None, compute_dtype: torch.dtype = torch.bfl
 
 
 def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
-    """Counts of trainable and total parameters (for logs and the run record)."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Counts of trainable and total parameters (for logs, MFU and the run record).
+
+    Counts the logical parameters: a ZeRO-3 partition holds ``ds_numel`` of them in an empty
+    tensor, and a 4-bit tensor packs two per byte.
+    """
+    total = trainable = 0
+    for p in model.parameters():
+        n = int(getattr(p, "ds_numel", 0)) or p.numel()
+        if type(p).__name__ == "Params4bit":
+            n *= 2 * p.element_size()
+        total += n
+        trainable += n if p.requires_grad else 0
     return {"params": total, "trainable_params": trainable}

@@ -1,0 +1,227 @@
+"""A trained export served by a real vLLM OpenAI server with the xlam tool-parser plugin.
+
+Training writes an HF folder; this checks what a user deploys: ``vllm serve`` loads it (the
+same logits as transformers), and a chat completion with ``tools`` comes back as OpenAI
+``tool_calls``, streamed and not. vLLM runs from its own environment (``.venv-serve``, made
+by ``scripts/setup_serving_env.sh``: vLLM pins its own transformers), on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from xlam import SAMPLE_DATA_DIR
+from xlam.train import train
+from xlam.utils.hydra import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "xlam" / "serving" / "vllm_plugin.py"
+
+pytestmark = pytest.mark.slow
+
+
+def _serve_python() -> Path:
+    path = Path(os.environ.get("XLAM_SERVE_PYTHON", ROOT / ".venv-serve" / "bin" / "python"))
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"no serving env at {path}: CI runs scripts/setup_serving_env.sh first")
+        pytest.skip(f"no vLLM serving env at {path} (run scripts/setup_serving_env.sh)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> urllib.request.addinfourl:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    return urllib.request.urlopen(req, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def trajectory() -> dict:
+    # The first sample trajectory: a system prompt, two tools, a question, one call.
+    with (SAMPLE_DATA_DIR / "fc_single.jsonl").open() as f:
+        return json.loads(f.readline())
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory, trajectory: dict) -> Path:
+    # Overfit the tiny model on that one trajectory so its greedy answer is the call. Two
+    # heads of 32: vLLM's CPU attention has no kernel for the default's head size of 16.
+    out = tmp_path_factory.mktemp("serve")
+    data = out / "one.jsonl"
+    data.write_text(json.dumps(trajectory) + "\n")
+    cfg = compose_config(
+        [
+            *[f"~data.sources.{n}" for n in ("fc_single", "multi_turn", "chat")],
+            f"+data.sources.call={{path: {data}, epochs: 400}}",
+            "data.val_size=0",
+            "data.batch_size=1",
+            "trainer.max_steps=100",
+            "model.optimizer.lr=1e-2",
+            "model.scheduler.name=constant",
+            "model.scheduler.warmup_ratio=0",
+            "model.tiny_config.num_attention_heads=2",
+            "model.tiny_config.num_key_value_heads=1",
+            "trainer.enable_progress_bar=false",
+            f"paths.log_dir={out}/logs",
+        ],
+        output_dir=out / "run",
+    )
+    metrics, _ = train(cfg)
+    assert metrics["train/loss"] < 0.05  # memorised: the test below is about serving
+    return out / "run" / "export"
+
+
+@pytest.fixture(scope="module")
+def server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    python = _serve_python()
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    cmd = [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(export_dir),
+        "--served-model-name",
+        "xlam-tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--enforce-eager",
+        "--enable-auto-tool-choice",
+        "--tool-parser-plugin",
+        str(PLUGIN),
+        "--tool-call-parser",
+        "xlam_plugin",  # ours alone: vLLM has its own "xlam" to fall back to
+    ]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log.read_text()[-5000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"vLLM did not start in 300 s:\n{log.read_text()[-5000:]}")
+                time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _chat_body(trajectory: dict, **extra: object) -> dict:
+    return {
+        "model": "xlam-tiny",
+        "temperature": 0,
+        "max_tokens": 80,
+        "messages": [
+            {"role": "system", "content": trajectory["task_instruction"]},
+            trajectory["conversation"][0],
+        ],
+        "tools": trajectory["tools"],
+        **extra,
+    }
+
+
+def _expected_calls(trajectory: dict) -> list[tuple[str, dict]]:
+    return [
+        (c["function"]["name"], c["function"]["arguments"])
+        for c in trajectory["conversation"][1]["tool_calls"]
+    ]
+
+
+def test_vllm_computes_the_same_logits_as_transformers(server: str, export_dir: Path) -> None:
+    # Weights, config and tokenizer loaded right: vLLM's prompt log-probs equal transformers'.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(export_dir)
+    model = AutoModelForCausalLM.from_pretrained(export_dir, dtype=torch.float32).eval()
+    prompt = "Find 2 articles about owls and convert 10 USD to EUR."
+    ids = tok(prompt, add_special_tokens=False).input_ids
+    out = json.load(
+        _post(
+            f"{server}/v1/completions",
+            {"model": "xlam-tiny", "prompt": ids, "max_tokens": 1, "prompt_logprobs": 0},
+        )
+    )
+    served = [
+        next(v["logprob"] for k, v in entry.items() if int(k) == tok_id)
+        for entry, tok_id in zip(out["choices"][0]["prompt_logprobs"][1:], ids[1:], strict=True)
+    ]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    reference = logits.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+    assert served == pytest.approx(reference, abs=2e-3)
+
+
+def test_vllm_serves_tool_calls_through_the_plugin(server: str, trajectory: dict) -> None:
+    choice = json.load(_post(f"{server}/v1/chat/completions", _chat_body(trajectory)))["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    calls = choice["message"]["tool_calls"]
+    got = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls]
+    assert got == _expected_calls(trajectory)
+    assert all(c["id"] and c["type"] == "function" for c in calls)
+
+
+def test_vllm_streams_tool_calls_through_the_plugin(server: str, trajectory: dict) -> None:
+    calls: dict[int, dict] = {}
+    finish = None
+    with _post(f"{server}/v1/chat/completions", _chat_body(trajectory, stream=True)) as resp:
+        for raw in resp:
+            line = raw.decode().strip()
+            if not line.startswith("data:") or line.endswith("[DONE]"):
+                continue
+            for choice in json.loads(line[5:])["choices"]:
+                finish = choice.get("finish_reason") or finish
+                for d in choice["delta"].get("tool_calls") or []:
+                    slot = calls.setdefault(d["index"], {"name": "", "arguments": ""})
+                    fn = d.get("function") or {}
+                    slot["name"] += fn.get("name") or ""
+                    slot["arguments"] += fn.get("arguments") or ""
+    got = [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())]
+    assert got == _expected_calls(trajectory)
+    assert finish == "tool_calls"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
