@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +121,9 @@ def build(out: Path, vocab_size: int, data_dir: Path) -> PreTrainedTokenizerFast
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
     )
-    # Tool tags are ordinary added tokens: decode keeps them, so parsers can see them.
-    fast.add_tokens(ADDED)
+    # Tool tags are ordinary added tokens: decode keeps them, so parsers can see them. Matched
+    # on the raw text, as in Qwen2's tokenizer (the renderer's piecewise encoder relies on it).
+    fast.add_tokens([AddedToken(t, normalized=False, special=False) for t in ADDED])
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 4096
     out.mkdir(parents=True, exist_ok=True)
