@@ -77,16 +77,25 @@ _PROBE_TOOLS = [
 def _probe_ids(tokenizer: Any) -> list[list[int]]:
     specials = " ".join(str(t) for t in tokenizer.all_special_tokens)
     ids = [tokenizer.encode(t, add_special_tokens=False) for t in (_PROBE_TEXT, specials)]
-    if tokenizer.chat_template:
+    if not tokenizer.chat_template:
+        return ids
+    # Templates may refuse tools, or a system turn; the first render that works is compared.
+    for kwargs in (
+        {"tools": _PROBE_TOOLS},
+        {},
+        {"conversation": _PROBE_MESSAGES[1:]},
+    ):
         try:
             text = tokenizer.apply_chat_template(
-                _PROBE_MESSAGES, tools=_PROBE_TOOLS, tokenize=False, add_generation_prompt=True
+                kwargs.pop("conversation", _PROBE_MESSAGES),
+                tokenize=False,
+                add_generation_prompt=True,
+                **kwargs,
             )
-        except Exception:  # a template that takes no tools: the plain turns still compare
-            text = tokenizer.apply_chat_template(
-                _PROBE_MESSAGES, tokenize=False, add_generation_prompt=True
-            )
+        except Exception:
+            continue
         ids.append(tokenizer.encode(text, add_special_tokens=False))
+        break
     return ids
 
 

@@ -4,7 +4,7 @@ Usage::
 
     PLUGIN=$(python -c 'import xlam.serving.vllm_plugin as m; print(m.__file__)')
     vllm serve MODEL --enable-auto-tool-choice --tool-parser-plugin "$PLUGIN" \\
-        --tool-call-parser xlam
+        --tool-call-parser xlam_plugin
 
 Loading the file registers :class:`XlamToolParser` under the name ``xlam``, replacing
 vLLM's own ``xlam`` parser (which knows fewer syntaxes), and under ``xlam_plugin``, which
