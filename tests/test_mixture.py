@@ -9,7 +9,6 @@ from omegaconf import OmegaConf
 
 from xlam.data.mixture import (
     DataConfig,
-    SourceConfig,
     SourceSpec,
     plan_mixture,
     planned_steps,
@@ -104,8 +103,8 @@ def test_sources_can_be_added_and_replaced_from_the_command_line(tmp_path: Path)
         output_dir=tmp_path,
     )
     typed = validate_data_config(cfg.data)
-    assert typed.sources["extra"] == SourceConfig(
-        path="/data/x.jsonl", format="sharegpt", epochs=0.5
+    assert typed.sources["extra"] == SourceSpec(
+        name="extra", path="/data/x.jsonl", format="sharegpt", epochs=0.5
     )
     assert {"fc_single", "multi_turn", "chat"} < set(typed.sources)
     only = [f"~data.sources.{n}" for n in ("fc_single", "multi_turn", "chat")]

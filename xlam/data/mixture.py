@@ -65,27 +65,14 @@ class SourceSpec:
 
 
 @dataclass
-class SourceConfig:
-    """Schema of one entry of ``data.sources`` (see :class:`SourceSpec`)."""
-
-    path: str = "???"
-    format: str = "unified"
-    size: int | None = None
-    epochs: float | None = None
-    weight: float | None = None
-    streaming: bool = False
-    shuffle_buffer: int = 10_000
-
-
-@dataclass
 class DataConfig:
     """Schema of the ``data`` group (arguments of ``TrajectoryDataModule``).
 
     Attributes:
-        sources: ``{name: SourceConfig}``. Values are untyped in the Hydra schema so that
-            ``+data.sources.NAME={path: ..., format: ...}`` can add a source from the command
-            line (OmegaConf refuses new keys of a typed mapping); each one is checked against
-            :class:`SourceConfig` here, naming the source.
+        sources: ``{name: {path, format, ...}}``, checked into :class:`SourceSpec`. Values
+            are untyped in the Hydra schema so that ``+data.sources.NAME={path: ...}`` can
+            add a source from the command line (OmegaConf refuses new keys of a typed
+            mapping).
         tokenizer_path: Tokenizer whose chat template renders the data.
         batch_size: Rows per micro-batch per rank (packed bins when packing is on).
         max_length: Longest sample in tokens (default: ``packing.seq_length`` or 1024).
@@ -120,7 +107,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.sources:
             raise ValueError("data.sources is empty: give at least one source")
-        self.sources = {name: _source_config(name, v) for name, v in self.sources.items()}
+        self.sources = {s.name: s for s in sources_from_config(self.sources)}
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.overlong not in OVERLONG:
@@ -140,40 +127,13 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
-        specs = [
-            s if isinstance(s, SourceSpec) else SourceSpec(name=n, **_as_dict(s))
-            for n, s in self.sources.items()
-        ]
+        specs = list(self.sources.values())
         uses_weight = [s.name for s in specs if s.weight is not None]
         if uses_weight and len(uses_weight) != len(specs):
             raise ValueError(
                 f"data.sources {', '.join(uses_weight)} use weight and the others use epochs: "
                 "one mixture follows one rule"
             )
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
-
-
-def _source_config(name: str, value: Any) -> SourceConfig | SourceSpec:
-    from omegaconf import OmegaConf
-
-    if isinstance(value, SourceConfig | SourceSpec):  # already checked
-        return value
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"data.sources.{name} must be a mapping (path, format, ...), got {value!r}"
-        )
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(SourceConfig), dict(value))
-    except Exception as e:  # OmegaConf names the key and the type it wanted
-        raise ValueError(f"data.sources.{name}: {e}") from None
-    obj = OmegaConf.to_object(merged)
-    assert isinstance(obj, SourceConfig)
-    return obj
 
 
 def validate_data_config(cfg: Any) -> DataConfig:
@@ -204,22 +164,35 @@ def register_configs() -> None:
 def sources_from_config(cfg: Mapping[str, Any]) -> list[SourceSpec]:
     """Build source specs from a ``{name: {path, format, ...}}`` mapping.
 
+    Values are converted to the fields' types (``epochs: "0.5"`` from the command line).
+
     Raises:
-        ValueError: On an unknown key, naming it and the known ones.
+        ValueError: On an unknown key (naming it and the known ones) or a wrong type.
     """
+    from omegaconf import OmegaConf
+
     known = {f.name for f in fields(SourceSpec)} - {"name"}
     specs = []
     for name, spec in cfg.items():
         if spec is None:
             continue
-        spec = _as_dict(spec)
+        if isinstance(spec, SourceSpec):  # already checked
+            specs.append(spec)
+            continue
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"data.sources.{name} must be a mapping (path, format, ...)")
+        spec = dict(spec)
         unknown = set(spec) - known
         if unknown:
             raise ValueError(
                 f"data.sources.{name}: unknown key(s) {', '.join(sorted(unknown))} "
                 f"(known: {', '.join(sorted(known))})"
             )
-        specs.append(SourceSpec(name=name, **spec))
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(SourceSpec), {**spec, "name": name})
+        except Exception as e:  # OmegaConf names the key and the type it wanted
+            raise ValueError(f"data.sources.{name}: {e}") from None
+        specs.append(OmegaConf.to_object(typed))
     return specs
 
 
@@ -287,7 +260,6 @@ def planned_steps(
 __all__ = [
     "OVERLONG",
     "DataConfig",
-    "SourceConfig",
     "SourceSpec",
     "plan_mixture",
     "planned_steps",
