@@ -59,27 +59,14 @@ def library_versions() -> dict[str, str | None]:
 def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
     """Commit of the xlam source tree (and whether it had local changes)."""
     where = Path(cwd) if cwd else Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
-        dirty = (
-            subprocess.run(
-                ["git", "status", "--porcelain"],
-                cwd=where,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.strip()
-            != ""
-        )
-        return {"commit": sha, "dirty": dirty}
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain") != ""}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
