@@ -55,13 +55,14 @@ def test_max_steps_sizes_the_plan(cache: Path) -> None:
 
 
 def test_overlong_samples_are_counted_never_silent(cache: Path) -> None:
-    dropped = _dm(cache, max_length=300, overlong="drop")
+    # max_drop_fraction=1.0 accepts the loss (the default stops: tests/test_data_loss.py)
+    dropped = _dm(cache, max_length=300, overlong="drop", max_drop_fraction=1.0)
     dropped.prepare()
     rep = dropped.mixture_report()
     assert rep["multi_turn"]["dropped_overlong"] == 100  # all 408-462 tokens
     assert rep["multi_turn"]["size"] == 0 and rep["multi_turn"]["planned"] == 0
     assert 0 < rep["fc_single"]["dropped_overlong"] < 160
-    cut = _dm(cache, max_length=300, overlong="truncate")
+    cut = _dm(cache, max_length=300, overlong="truncate", max_drop_fraction=1.0)
     cut.prepare()
     cut.setup()
     assert cut.mixture_report()["multi_turn"]["truncated"] == 100

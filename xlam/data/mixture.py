@@ -37,6 +37,10 @@ class SourceSpec:
         streaming: Read the file sequentially while training instead of rendering it into
             the cache first (for data larger than memory or disk cache).
         shuffle_buffer: Records held by a streaming source's shuffle buffer.
+        max_drop_fraction: Share of the source that may be lost (render errors, overlong
+            samples dropped or truncated) before the run stops with an error naming the
+            rules; ``None`` uses ``data.max_drop_fraction``. ``1.0`` accepts any loss, even
+            a source left with no usable sample (it then leaves the mixture).
     """
 
     name: str
@@ -47,6 +51,7 @@ class SourceSpec:
     weight: float | None = None
     streaming: bool = False
     shuffle_buffer: int = 10_000
+    max_drop_fraction: float | None = None
 
     def __post_init__(self) -> None:
         where = f"data.sources.{self.name}"
@@ -62,6 +67,19 @@ class SourceSpec:
             raise ValueError(f"{where}.size must be >= 0, got {self.size}")
         if self.shuffle_buffer < 1:
             raise ValueError(f"{where}.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        if self.max_drop_fraction is not None:
+            check_fraction(f"{where}.max_drop_fraction", self.max_drop_fraction)
+
+    @property
+    def left_out(self) -> bool:
+        """The config itself gives this source no samples (epochs, weight or size 0)."""
+        return self.epochs == 0 or self.weight == 0 or self.size == 0
+
+
+def check_fraction(where: str, value: float) -> None:
+    """Raise unless ``0 <= value <= 1``."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{where} must be between 0 and 1, got {value}")
 
 
 @dataclass
@@ -86,6 +104,8 @@ class DataConfig:
         packing: Sequence packing settings.
         cache_dir: Folder of the rendered-sample cache; ``None`` renders in memory.
         num_proc: Processes rendering a source into the cache (``None``: by size).
+        max_drop_fraction: Default of each source's ``max_drop_fraction``: the share of a
+            source that may be lost before the run stops (see ``docs/data_pipeline.md``).
     """
 
     _target_: str = "xlam.data.datamodule.TrajectoryDataModule"
@@ -103,6 +123,7 @@ class DataConfig:
     packing: PackingConfig = field(default_factory=PackingConfig)
     cache_dir: str | None = None
     num_proc: int | None = None
+    max_drop_fraction: float = 0.01
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -114,6 +135,7 @@ class DataConfig:
             raise ValueError(f"data.overlong must be one of {OVERLONG}, got {self.overlong!r}")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"data.max_length must be >= 1, got {self.max_length}")
+        check_fraction("data.max_drop_fraction", self.max_drop_fraction)
         pk = self.packing
         if (
             isinstance(pk, PackingConfig)

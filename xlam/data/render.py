@@ -23,8 +23,11 @@ import logging
 import re
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
 
 from xlam.data.schema import Trajectory
 
@@ -1361,6 +1364,62 @@ def _prompt_origin(
     return out
 
 
+class Truncation(NamedTuple):
+    """A sample cut by :func:`truncate_sample`.
+
+    Attributes:
+        input_ids: The first ``max_length`` ids.
+        labels: Their labels (a copy), the cut turn unsupervised.
+        unsupervised_turns: Turns cut by ``max_length`` whose kept tokens became context
+            (0 or 1).
+        lost_turns: Turns that lost supervised tokens: the cut one and those past the cut.
+    """
+
+    input_ids: Any
+    labels: Any
+    unsupervised_turns: int
+    lost_turns: int
+
+    @property
+    def supervised(self) -> bool:
+        """Whether a supervised token is left."""
+        return bool(np.any(np.asarray(self.labels) != IGNORE_INDEX))
+
+
+def truncate_sample(
+    input_ids: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    spans: Sequence[tuple[int, int]] | np.ndarray,
+    max_length: int,
+) -> Truncation:
+    """Cut a rendered sample to ``max_length`` tokens without training on a cut turn.
+
+    The truncation guard of data-side cuts (``data.overlong=truncate``): every supervised
+    span of a rendered sample ends with its turn's end-of-turn token, so a span that
+    ``max_length`` cuts is a turn the model would learn to leave unfinished, possibly in the
+    middle of a tool call. Its kept tokens stay as context and lose their supervision;
+    spans past the cut go with the tokens. Spans, not label runs, decide, so a turn whose
+    reasoning is unsupervised (``supervise_reasoning=False``) is still one turn.
+
+    Args:
+        input_ids: Token ids.
+        labels: Labels (``IGNORE_INDEX`` where not supervised).
+        spans: The sample's supervised ``[start, end)`` spans (:attr:`RenderedSample.spans`).
+        max_length: Tokens kept.
+    """
+    ids = input_ids[:max_length]
+    out = np.array(labels[:max_length], dtype=np.int64, copy=True)
+    cut = lost = 0
+    for a, b in spans:
+        if b <= max_length:
+            continue
+        lost += 1
+        if a < max_length:
+            out[a:] = IGNORE_INDEX  # spans are ordered: nothing supervised follows a cut one
+            cut += 1
+    return Truncation(ids, out, cut, lost)
+
+
 def render_many(
     renderer: Renderer, trajs: list[Trajectory] | Any
 ) -> tuple[list[RenderedSample], RenderReport]:
@@ -1384,9 +1443,11 @@ __all__ = [
     "Renderer",
     "TemplateCapabilities",
     "TokenEncoder",
+    "Truncation",
     "call_in_text",
     "format_calls_json",
     "prompt_mode_messages",
     "render_many",
     "system_mode_messages",
+    "truncate_sample",
 ]
