@@ -172,8 +172,8 @@ def test_last_prefers_the_newest_of_last_and_slurm_hpc(tmp_path: Path) -> None:
     # On SLURM pre-emption Lightning writes hpc_ckpt_N.ckpt in the run dir; it is newer.
     ckpt_dir = tmp_path / "checkpoints"
     ckpt_dir.mkdir()
-    (ckpt_dir / "last.ckpt").write_bytes(b"older")
+    torch.save({"step": 1}, ckpt_dir / "last.ckpt")  # resolving checks that a file loads
     os.utime(ckpt_dir / "last.ckpt", (1, 1))
-    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"newer")
+    torch.save({"step": 2}, tmp_path / "hpc_ckpt_1.ckpt")
     assert resolve_ckpt_path("last", ckpt_dir, tmp_path) == str(tmp_path / "hpc_ckpt_1.ckpt")
     assert resolve_ckpt_path("last", ckpt_dir) == str(ckpt_dir / "last.ckpt")

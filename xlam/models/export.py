@@ -162,7 +162,8 @@ def export_hf(
     tokenizer.save_pretrained(out)
     from transformers import AutoTokenizer
 
-    check_tokenizer_matches(tokenizer, AutoTokenizer.from_pretrained(out), f"the export {out}")
+    loaded = AutoTokenizer.from_pretrained(out, trust_remote_code=False)
+    check_tokenizer_matches(tokenizer, loaded, f"the export {out}")
     return out
 
 
@@ -198,7 +199,9 @@ def rebuild_model(
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(hparams.get("tokenizer_path") or hparams["path"])
+    tok = AutoTokenizer.from_pretrained(
+        hparams.get("tokenizer_path") or hparams["path"], trust_remote_code=False
+    )
     name = next(k for k, v in DTYPES.items() if v == dtype)
     model = build_causal_lm(
         hparams.get("path"),
@@ -280,7 +283,12 @@ def export_trained(
 
 
 def load_checkpoint_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
-    """Inner-model weights of a checkpoint: a Lightning file or a DeepSpeed folder."""
+    """Inner-model weights of a checkpoint: a Lightning file or a DeepSpeed folder.
+
+    A file is read with ``torch.load(weights_only=True)`` (tensors and plain containers,
+    never code). A DeepSpeed folder is consolidated by DeepSpeed, whose loader unpickles
+    with ``weights_only=False``: export only folders you wrote.
+    """
     ckpt = Path(ckpt)
     if ckpt.is_dir():
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
@@ -288,7 +296,9 @@ def load_checkpoint_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
         tag = (ckpt / "latest").read_text().strip() if (ckpt / "latest").is_file() else None
         state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=tag)
     else:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        from xlam.utils.checkpoint import load_checkpoint_file
+
+        state = load_checkpoint_file(ckpt)["state_dict"]
     return inner_state_dict(state)
 
 
@@ -323,7 +333,9 @@ def export_checkpoint(
     train_dtype = DTYPES.get(hp.get("dtype") or "float32", torch.float32)
     out_dtype = export_dtype(dtype, hp.get("path"), train_dtype)
     model = rebuild_model(hp, state, out_dtype)
-    tok = AutoTokenizer.from_pretrained(hp.get("tokenizer_path") or hp["path"])
+    tok = AutoTokenizer.from_pretrained(
+        hp.get("tokenizer_path") or hp["path"], trust_remote_code=False
+    )
     out = Path(out_dir) if out_dir else run_dir / "export"
     adapter = Path(adapter_dir) if adapter_dir else run_dir / "adapter"
     export_hf(model, tok, out, adapter if lora.enabled else None, out_dtype)

@@ -8,13 +8,19 @@ Every run writes into its own directory:
   metrics, git commit, library versions, the DeepSpeed config used (if any), and
 * appends one summary line to the index of runs in the output root (``runs_index.jsonl``),
   which :func:`load_runs` reads back as records or a DataFrame.
+
+None of them holds a secret: the value of every environment variable named like one
+(``*_API_KEY``, ``HF_TOKEN``, ``*_SECRET*``, ``*_PASSWORD``...) is replaced by
+``<redacted:NAME>`` wherever it appears, e.g. in a config that reads it with ``${oc.env:...}``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +43,39 @@ LIBRARIES = (
 )
 
 RECORD_GLOB = "run-*.json"
+
+# A word of an environment variable's name that marks its value as a secret.
+_SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS"}
+# Shorter values ("1", "true") are settings, not secrets, and too common to mask.
+_MIN_SECRET_LEN = 8
+
+
+def secret_values(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``{value: name}`` of the environment variables named like secrets."""
+    env = os.environ if environ is None else environ
+    out = {}
+    for name, value in env.items():
+        words = set(re.split(r"[^A-Z0-9]+", name.upper()))
+        if words & _SECRET_WORDS and len(value) >= _MIN_SECRET_LEN:
+            out[value] = name
+    return out
+
+
+def redact(obj: Any, secrets: dict[str, str] | None = None) -> Any:
+    """``obj`` (strings, dicts, lists) with every secret value replaced by ``<redacted:NAME>``."""
+    secrets = secret_values() if secrets is None else secrets
+    if not secrets:
+        return obj
+    if isinstance(obj, str):
+        for value in sorted(secrets, key=len, reverse=True):
+            if value in obj:
+                obj = obj.replace(value, f"<redacted:{secrets[value]}>")
+        return obj
+    if isinstance(obj, dict):
+        return {redact(k, secrets): redact(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v, secrets) for v in obj]
+    return obj
 
 
 def library_versions() -> dict[str, str | None]:
@@ -82,7 +121,7 @@ def write_config(output_dir: str | Path, config: dict[str, Any]) -> Path:
     from omegaconf import OmegaConf
 
     path = Path(output_dir) / "config.yaml"
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(config))))
     return path
 
 
@@ -111,6 +150,7 @@ def write_run_record(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    secrets = secret_values()
     record = {
         "run_id": run_id,
         "created": datetime.now(UTC).isoformat(),
@@ -122,6 +162,7 @@ def write_run_record(
         "metrics": metrics,
         **(extra or {}),
     }
+    record = redact(record, secrets)
     path = output_dir / f"run-{run_id}.json"
     path.write_text(json.dumps(record, indent=2, default=str))
     if index_file is not None:
@@ -152,7 +193,7 @@ def write_run_record(
             "metrics": metrics,
         }
         with index_file.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(line, default=str) + "\n")
+            f.write(json.dumps(redact(line, secrets), default=str) + "\n")
     return path
 
 

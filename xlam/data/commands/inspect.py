@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load tokenizer from {args.tokenizer}: {e}") from e
     try:

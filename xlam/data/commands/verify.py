@@ -45,7 +45,7 @@ def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception as e:
         raise UserError(f"--tokenizer {path}: cannot load a tokenizer: {e}") from None
 

@@ -46,7 +46,12 @@ def build_causal_lm(
     extra = dict(extra_kwargs or {})
     if path:
         return AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype, local_files_only=True, **kwargs, **extra
+            path,
+            dtype=torch_dtype,
+            local_files_only=True,
+            trust_remote_code=False,
+            **kwargs,
+            **extra,
         )
     if not tiny_config:
         raise ValueError("model.path is empty and model.tiny_config is not set: nothing to build")
