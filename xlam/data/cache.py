@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from xlam.data.render import Renderer, RenderError, RenderOptions
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: spans column; errors name the renderer's problem kind
 # Files of a tokenizer folder that change what it produces (never model weights).
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -119,36 +120,66 @@ def cache_key(spec: SourceSpec, tokenizer: Any, options: RenderOptions) -> str:
 
 
 # -- rendering (runs in Dataset.map worker processes too) ---------------------------------
-_RENDERERS: dict[tuple[str, str], Renderer] = {}
+_RENDERERS: dict[tuple[str, str], tuple[Any, Renderer]] = {}
 
 
-def get_renderer(tokenizer_path: str, options: dict[str, Any]) -> Renderer:
-    """The renderer of this process for a tokenizer folder and options (built once)."""
+def _files_version(tokenizer_path: str) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for name in _TOKENIZER_FILES:
+        try:
+            st = (Path(tokenizer_path) / name).stat()
+        except OSError:
+            continue
+        out.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def get_renderer(
+    tokenizer_path: str, options: dict[str, Any], version: str | None = None
+) -> Renderer:
+    """The renderer of this process for a tokenizer folder and options.
+
+    Built once per version of the folder: ``version`` (the tokenizer's fingerprint, as in
+    the cache key) or else the size and mtime of its files. A tokenizer edited in place
+    (notebook, sweep, test) is loaded again, so a new cache entry never holds samples of
+    the old one.
+    """
     key = (tokenizer_path, json.dumps(options, sort_keys=True))
-    if key not in _RENDERERS:
+    version = version or _files_version(tokenizer_path)
+    if key not in _RENDERERS or _RENDERERS[key][0] != version:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(tokenizer_path)
-        _RENDERERS[key] = Renderer(tok, RenderOptions(**options))
-    return _RENDERERS[key]
+        # Never code from a tokenizer folder (auto_map): xlam runs no remote code.
+        tok = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=False)
+        _RENDERERS[key] = (version, Renderer(tok, RenderOptions(**options)))
+    return _RENDERERS[key][1]
 
 
 def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, list[Any]]:
     """Render trajectories (JSON) into sample rows.
 
     A trajectory the renderer skips (or cannot parse) becomes one row with ``length`` 0 and
-    ``error`` naming the problem, so counts survive the cache.
+    ``error`` = ``"<kind>: <detail>"``, ``kind`` being the renderer's problem name (one of
+    :data:`~xlam.data.render.ERROR_KINDS`, or ``schema_error``), so counts per rule survive
+    the cache. ``spans`` holds each sample's supervised spans, flattened
+    (``[a0, b0, a1, b1, ...]``), for truncation that never trains on a cut turn.
     """
-    from collections import Counter
-
     from xlam.data.schema import SchemaError, Trajectory
 
-    out: dict[str, list[Any]] = {"id": [], "input_ids": [], "labels": [], "length": [], "error": []}
+    out: dict[str, list[Any]] = {
+        "id": [],
+        "input_ids": [],
+        "labels": [],
+        "spans": [],
+        "length": [],
+        "error": [],
+    }
 
     def failed(text: str, why: str) -> None:
         out["id"].append(str(json.loads(text).get("unique_trajectory_id", "")))
         out["input_ids"].append([])
         out["labels"].append([])
+        out["spans"].append([])
         out["length"].append(0)
         out["error"].append(why)
 
@@ -156,25 +187,55 @@ def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, l
         before = Counter(renderer.report.errors)
         try:
             samples = renderer.render(Trajectory.from_json(text))
-        except (RenderError, SchemaError) as e:
-            failed(text, str(e))
+        except RenderError as e:
+            failed(text, f"{e.kind}: {e.detail}")
+            continue
+        except SchemaError as e:
+            failed(text, f"schema_error: {e}")
             continue
         if not samples:
-            failed(text, ",".join(sorted(renderer.report.errors - before)) or "skipped")
+            kinds = sorted(renderer.report.errors - before)
+            failed(text, render_failure(renderer, kinds, json.loads(text)))
         for s in samples:
             out["id"].append(s.id)
             out["input_ids"].append(s.input_ids)
             out["labels"].append(s.labels)
+            out["spans"].append([x for span in s.spans for x in span])
             out["length"].append(len(s.input_ids))
             out["error"].append("")
     return out
 
 
+def render_failure(renderer: Renderer, kinds: list[str], record: dict[str, Any]) -> str:
+    """``"<kind>: <detail>"`` of a trajectory the renderer skipped (non-strict mode).
+
+    Args:
+        renderer: The renderer (its report keeps the first examples of each kind).
+        kinds: Error kinds its report counted for this trajectory (one: it stops at the
+            first problem).
+        record: The trajectory.
+    """
+    kind = kinds[0] if kinds else "skipped"
+    traj_id = str(record.get("unique_trajectory_id", ""))
+    detail = next(
+        (
+            e.split(": ", 1)[1]
+            for e in reversed(renderer.report.examples.get(kind, []))
+            if e.startswith(f"{traj_id}: ")
+        ),
+        "",
+    )
+    return f"{kind}: {detail}" if detail else kind
+
+
 def render_batch(
-    batch: dict[str, list[Any]], tokenizer_path: str, options: dict[str, Any]
+    batch: dict[str, list[Any]],
+    tokenizer_path: str,
+    options: dict[str, Any],
+    version: str | None = None,
 ) -> dict[str, list[Any]]:
     """``Dataset.map`` function: a batch of ``{json}`` rows to sample rows."""
-    return render_rows(batch["json"], get_renderer(tokenizer_path, options))
+    return render_rows(batch["json"], get_renderer(tokenizer_path, options, version))
 
 
 def _trajectory_json(spec: dict[str, Any]) -> Iterator[dict[str, str]]:
@@ -193,6 +254,7 @@ def _features() -> Any:
             "id": datasets.Value("string"),
             "input_ids": ints,
             "labels": ints,
+            "spans": ints,
             "length": datasets.Value("int32"),
             "error": datasets.Value("string"),
         }
@@ -213,6 +275,7 @@ class RenderedTable:
         self._ids = table.column("id")
         self._tok = [self._flat(c) for c in table.column("input_ids").chunks]
         self._lab = [self._flat(c) for c in table.column("labels").chunks]
+        self._spans = [self._flat(c) for c in table.column("spans").chunks]
         sizes = [len(c) for c in table.column("input_ids").chunks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
@@ -229,6 +292,30 @@ class RenderedTable:
 
     def first_errors(self, n: int = 3) -> list[str]:
         return [e for e in self.errors.to_pylist()[: 10 * n + 100] if e][:n]
+
+    def error_summary(self, max_examples: int = 5) -> dict[str, tuple[int, list[str]]]:
+        """``{kind: (count, example ids)}`` of the trajectories that were not rendered."""
+        rows = pa.array(np.flatnonzero(self.lengths == 0))
+        out: dict[str, tuple[int, list[str]]] = {}
+        for err, tid in zip(
+            self.errors.take(rows).to_pylist(), self._ids.take(rows).to_pylist(), strict=True
+        ):
+            kind = (err or "skipped").split(":", 1)[0]
+            n, ids = out.get(kind, (0, []))
+            if len(ids) < max_examples:
+                ids.append(tid)
+            out[kind] = (n + 1, ids)
+        return out
+
+    def id(self, row: int) -> str:
+        return self._ids[row].as_py()
+
+    def spans(self, row: int) -> np.ndarray:
+        """The supervised ``[start, end)`` spans of one row, shape ``(k, 2)``."""
+        c = int(np.searchsorted(self._starts, row, side="right")) - 1
+        offs, vals = self._spans[c]
+        j = row - int(self._starts[c])
+        return vals[int(offs[j]) : int(offs[j + 1])].reshape(-1, 2)
 
     def get(self, row: int) -> dict[str, Any]:
         """``{id, input_ids, labels}`` of one row (arrays are read-only views)."""
@@ -282,10 +369,10 @@ def render_source(
         cache_dir: Cache root; ``None`` renders in memory without caching.
         num_proc: Rendering processes (``None``: one per 2000 trajectories, up to the CPUs).
     """
+    from xlam.data.sources import load_source
+
     t0 = time.perf_counter()
     if cache_dir is None:
-        from xlam.data.sources import load_source
-
         renderer = Renderer(tokenizer, options)
         texts = [t.to_json() for t in load_source(spec)]
         table = pa.table(render_rows(texts, renderer)).cast(_features().arrow_schema)
@@ -299,6 +386,10 @@ def render_source(
     entry = root / f"{spec.name}-{key}"
     hit = entry.is_dir()
     if not hit:
+        if next(load_source(spec), None) is None:
+            # Nothing to render (``datasets`` refuses an empty build); the caller says so.
+            empty = _features().arrow_schema.empty_table()
+            return RenderedTable(empty), CacheInfo(None, None, False, time.perf_counter() - t0, 0)
         _build(spec, tokenizer, options, root, entry, num_proc)
     meta = json.loads((entry / "xlam_meta.json").read_text())
     ds = datasets.load_from_disk(str(entry))
@@ -334,7 +425,11 @@ def _build(
             batched=True,
             batch_size=64,
             remove_columns=["json"],
-            fn_kwargs={"tokenizer_path": str(tokenizer.name_or_path), "options": asdict(options)},
+            fn_kwargs={
+                "tokenizer_path": str(tokenizer.name_or_path),
+                "options": asdict(options),
+                "version": tokenizer_fingerprint(tokenizer),
+            },
             features=_features(),
             num_proc=nproc if nproc > 1 else None,
             cache_file_name=str(tmp / "map" / "rendered.arrow"),
@@ -390,6 +485,7 @@ __all__ = [
     "files_fingerprint",
     "get_renderer",
     "memo",
+    "render_failure",
     "render_source",
     "tokenizer_fingerprint",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -27,6 +27,7 @@ from xlam.data.cache import (
     render_source,
 )
 from xlam.data.collate import packed_collate, pad_collate
+from xlam.data.losses import MAX_EXAMPLES, DataLossError, SourceLedger
 from xlam.data.mixture import (
     DataConfig,
     SourceSpec,
@@ -36,13 +37,16 @@ from xlam.data.mixture import (
     sources_from_config,
 )
 from xlam.data.packing import MicroBatch, MicroBatchStream, PackingConfig, StreamState
-from xlam.data.render import RenderError, RenderOptions
+from xlam.data.render import RenderError, RenderOptions, truncate_sample
 from xlam.data.sampler import BalancedSampler, SampleRef
 from xlam.data.sources import StreamingSource, count_records, load_source
+from xlam.utils.accumulation import unfinished_micro_batches
 
 log = logging.getLogger(__name__)
 
-_PROBE_RECORDS = 64  # records rendered to estimate a streaming source's sample length
+# Records of a streaming source rendered before training (to estimate its sample length and
+# losses), and read before its loss limit is enforced while training.
+_STREAM_CHECK_RECORDS = 100
 
 
 class _MapSource:
@@ -66,23 +70,86 @@ class _StreamRender:
     def __init__(self, tokenizer_path: str, options: RenderOptions) -> None:
         self.tokenizer_path = tokenizer_path
         self.options = asdict(options)
+        self.failure: tuple[str, str] | None = None  # (problem kind, id) of the last refusal
 
     def __call__(self, traj: Any) -> list[dict[str, Any]]:
         from xlam.data.cache import get_renderer
 
+        renderer = get_renderer(self.tokenizer_path, self.options)
+        before = Counter(renderer.report.errors)
+        self.failure = None
         try:
-            samples = get_renderer(self.tokenizer_path, self.options).render(traj)
+            samples = renderer.render(traj)
         except RenderError as e:
-            log.warning("streaming: skipping %s: %s", traj.id, e)
+            self.failure = (e.kind, traj.id)
             return []
+        if not samples:
+            kinds = sorted(renderer.report.errors - before)
+            self.failure = (kinds[0] if kinds else "skipped", traj.id)
         return [
             {
                 "id": s.id,
                 "input_ids": np.asarray(s.input_ids, dtype=np.int64),
                 "labels": np.asarray(s.labels, dtype=np.int64),
+                "spans": np.asarray(s.spans, dtype=np.int64).reshape(-1, 2),
             }
             for s in samples
         ]
+
+
+def _truncated(s: dict[str, Any], spans: Any, max_length: int) -> dict[str, Any]:
+    t = truncate_sample(s["input_ids"], s["labels"], spans, max_length)
+    return {**s, "input_ids": t.input_ids, "labels": t.labels}
+
+
+def fit_record(
+    raw: list[dict[str, Any]],
+    failure: tuple[str, str] | None,
+    ledger: SourceLedger,
+    max_length: int,
+    overlong: str,
+    group_limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The trainable samples of one streaming record; every loss is counted in ``ledger``.
+
+    Args:
+        raw: The record's rendered samples (``{id, input_ids, labels, spans}``; none when
+            the renderer refused it).
+        failure: ``(problem kind, id)`` of the refusal when ``raw`` is empty.
+        ledger: The source's counts.
+        max_length: Longest sample kept.
+        overlong: ``drop``, ``truncate`` (through :func:`truncate_sample`: a cut turn is
+            never supervised) or ``error``.
+        group_limit: Packing: the record's samples must fit one bin together.
+    """
+    ledger.read += 1
+    if not raw:
+        kind, tid = failure or ("skipped", "?")
+        ledger.add(f"render_error:{kind}", tid)
+        return []
+    ledger.rendered += len(raw)
+    out, used = [], 0
+    for s in raw:
+        n = len(s["input_ids"])
+        if n > max_length:
+            if overlong == "error":
+                raise RenderError(f"{s['id']}: {n} tokens > data.max_length={max_length}")
+            if overlong == "drop":
+                ledger.add("dropped_overlong", s["id"])
+                continue
+            t = truncate_sample(s["input_ids"], s["labels"], s["spans"], max_length)
+            if not t.supervised:
+                ledger.add("truncated_unsupervised", s["id"])
+                continue
+            ledger.add("truncated", s["id"])
+            ledger.turns_unsupervised += t.unsupervised_turns
+            s = {**s, "input_ids": t.input_ids, "labels": t.labels}
+        if group_limit and used + len(s["input_ids"]) > group_limit:
+            ledger.add("dropped_overlong", s["id"])
+            continue
+        used += len(s["input_ids"])
+        out.append(s)
+    return out
 
 
 class SampleStore:
@@ -98,6 +165,8 @@ class SampleStore:
         mean_lengths: Estimated sample length of streaming sources (for planning).
         group_limit: Packing only: the samples of one streaming record (``per_turn``) are
             packed together, so together they must fit one bin of this many tokens.
+        limits: ``max_drop_fraction`` of the streaming sources, enforced as they are read
+            (once ``min(100, size)`` records were read; the error stops training).
     """
 
     def __init__(
@@ -107,13 +176,16 @@ class SampleStore:
         overlong: str,
         mean_lengths: dict[str, float] | None = None,
         group_limit: int | None = None,
+        limits: dict[str, float] | None = None,
     ) -> None:
         self.sources = sources
         self.max_length = max_length
         self.overlong = overlong
         self.mean_lengths = mean_lengths or {}
         self.group_limit = group_limit
-        self.counts: Counter[str] = Counter()  # runtime counts of streaming sources
+        self.limits = limits or {}
+        # Runtime counts of streaming sources (this process: a DataLoader worker has its own).
+        self.ledgers: dict[str, SourceLedger] = {}
         self._memo: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
         self._old: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
 
@@ -127,37 +199,24 @@ class SampleStore:
         if got is None:
             src = self.sources[ref.source]
             raw = src.get(ref.cycle, ref.index)
-            if not raw:
-                self.counts[f"{ref.source}/render_error"] += 1
-            got, used = [], 0
-            for s in raw:
-                s = self._fit(s, ref.source)
-                if s is None:
-                    continue
-                if self.group_limit and used + len(s["input_ids"]) > self.group_limit:
-                    self.counts[f"{ref.source}/dropped_overlong"] += 1
-                    continue
-                used += len(s["input_ids"])
-                got.append(s)
+            ledger = self.ledgers.get(ref.source)
+            if ledger is None:
+                ledger = self.ledgers[ref.source] = SourceLedger(ref.source, str(src.spec.path))
+            got = fit_record(
+                raw, src.render.failure, ledger, self.max_length, self.overlong, self.group_limit
+            )
+            self._enforce(ref.source, ledger, src.size)
         if keep:
             self._memo[key] = got
         return got
 
-    def _fit(self, s: dict[str, Any], source: str) -> dict[str, Any] | None:
-        n = len(s["input_ids"])
-        if n <= self.max_length:
-            return s
-        if self.overlong == "error":
-            raise RenderError(f"{s['id']}: {n} tokens > data.max_length={self.max_length}")
-        if self.overlong == "drop":
-            self.counts[f"{source}/dropped_overlong"] += 1
-            return None
-        self.counts[f"{source}/truncated"] += 1
-        return {
-            **s,
-            "input_ids": s["input_ids"][: self.max_length],
-            "labels": s["labels"][: self.max_length],
-        }
+    def _enforce(self, name: str, ledger: SourceLedger, size: int) -> None:
+        # A streaming source's losses are known only as it is read: judged once enough
+        # records were read for the fraction to mean something.
+        if ledger.lost and ledger.read >= min(_STREAM_CHECK_RECORDS, size):
+            msg = ledger.problem(self.limits.get(name, 1.0), "streaming, counted while training")
+            if msg:
+                raise DataLossError(msg)
 
     def lengths(self, refs: Sequence[SampleRef]) -> list[int]:
         """Tokens of each sample (0: nothing to train on); renders streaming samples."""
@@ -186,26 +245,57 @@ class SampleStore:
         if src.streaming:
             samples = self._stream_samples(ref, False)
         else:
-            s = src.table.get(int(src.rows[ref.index]))
-            samples = (
-                [s]
-                if len(s["input_ids"]) <= self.max_length
-                else [
-                    {
-                        **s,
-                        "input_ids": s["input_ids"][: self.max_length],
-                        "labels": s["labels"][: self.max_length],
-                    }
-                ]
-            )
+            row = int(src.rows[ref.index])
+            s = src.table.get(row)
+            if len(s["input_ids"]) > self.max_length:  # overlong=truncate, counted in prepare
+                s = _truncated(s, src.table.spans(row), self.max_length)
+            samples = [s]
         return [{**s, "source": ref.source, "position": ref.position} for s in samples]
 
 
 class _Cursor:
-    """The committed stream state, shared by the datamodule and its train dataset."""
+    """The committed stream state, shared by the datamodule and its train loader.
+
+    It keeps the states after the last few micro-batches too: a checkpoint saved inside an
+    accumulation window resumes at the window's start (:mod:`xlam.utils.accumulation`).
+    """
 
     def __init__(self) -> None:
-        self.state = StreamState()
+        self._history: deque[StreamState] = deque([StreamState()], maxlen=2)
+        self.trainer: Any = None
+
+    @property
+    def state(self) -> StreamState:
+        """Past the last micro-batch handed to the model."""
+        return self._history[-1]
+
+    @state.setter
+    def state(self, state: StreamState) -> None:
+        self._history = deque([state], maxlen=self._history.maxlen)
+
+    def commit(self, state: StreamState, keep: int) -> None:
+        """Advance past one more micro-batch, remembering the last ``keep`` states."""
+        if self._history.maxlen != keep + 1:
+            self._history = deque(self._history, maxlen=keep + 1)
+        self._history.append(state)
+
+    def resumable(self) -> StreamState:
+        """Where a checkpoint saved now resumes: the start of an unfinished window."""
+        back = unfinished_micro_batches(self.trainer)
+        if back == 0:
+            return self.state
+        if back >= len(self._history):
+            raise RuntimeError(
+                f"a checkpoint inside an accumulation window must rewind {back} "
+                f"micro-batches, but the data cursor only remembers {len(self._history) - 1}"
+            )
+        state = self._history[-1 - back]
+        if state.step != self.state.step - back:
+            raise RuntimeError(
+                f"data cursor at micro-batch {self.state.step} cannot rewind {back} to the "
+                f"window start: it holds micro-batch {state.step} there"
+            )
+        return state
 
 
 class _TrainStream(IterableDataset):
@@ -254,7 +344,7 @@ class _ResumableLoader(DataLoader):
         self.cursor = dataset.cursor
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stream": self.cursor.state.to_dict()}
+        return {"stream": self.cursor.resumable().to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state and "stream" in state:
@@ -266,13 +356,13 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     Args:
         sources: ``{name: {path, format, size?, epochs? | weight?, streaming?,
-            shuffle_buffer?}}``.
+            shuffle_buffer?, max_drop_fraction?}}``.
         tokenizer_path: Folder of the tokenizer whose chat template renders the data.
         batch_size: Rows per micro-batch per rank: samples, or bins when packing.
         max_length: Longest sample in tokens (default: ``packing.seq_length`` when packing,
             else 1024); longer ones follow ``overlong``.
-        overlong: ``drop``, ``truncate`` or ``error`` (dropped/truncated samples are counted
-            in :meth:`mixture_report`).
+        overlong: ``drop``, ``truncate`` (a cut turn loses its supervision) or ``error``
+            (dropped/truncated samples are counted in :meth:`mixture_report`).
         seed: Seed of the sampler, the bin order and streaming shuffle buffers.
         num_samples: Total stream length for weight-based mixtures.
         val_size: Samples per (non-streaming) source held out for validation.
@@ -282,6 +372,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         packing: ``{enabled, seq_length, window}`` (see :class:`PackingConfig`).
         cache_dir: Rendered-sample cache; ``None`` renders in memory every run.
         num_proc: Rendering processes when building the cache.
+        max_drop_fraction: Share of a source that may be lost (render errors, overlong
+            samples) before the run stops with :class:`~xlam.data.losses.DataLossError`;
+            a source's own ``max_drop_fraction`` overrides it.
     """
 
     def __init__(
@@ -300,6 +393,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         packing: dict[str, Any] | PackingConfig | None = None,
         cache_dir: str | None = None,
         num_proc: int | None = None,
+        max_drop_fraction: float = 0.01,
     ) -> None:
         super().__init__()
         self.specs: list[SourceSpec] = sources_from_config(sources)
@@ -319,6 +413,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             packing=pk,
             cache_dir=None if cache_dir is None else str(cache_dir),
             num_proc=num_proc,
+            max_drop_fraction=max_drop_fraction,
         )
         self.tokenizer_path = str(tokenizer_path)
         self.batch_size = batch_size
@@ -333,6 +428,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.overfit_samples = overfit_samples
         self.cache_dir = cache_dir
         self.num_proc = num_proc
+        self.max_drop_fraction = max_drop_fraction
+        self.ledgers: dict[str, SourceLedger] = {}  # losses known before training
         self.tokenizer: Any = None
         self.sources: dict[str, Any] = {}
         self.val_samples: list[dict[str, Any]] = []
@@ -357,52 +454,59 @@ class TrajectoryDataModule(L.LightningDataModule):
             spec, self.tokenizer, self.render_options, self.cache_dir, self.num_proc
         )
         self.cache_info[spec.name] = info
+        ledger = self.ledgers[spec.name] = SourceLedger(spec.name, str(spec.path), info.read)
+        for kind, (n, ids) in table.error_summary().items():
+            ledger.add(f"render_error:{kind}", ids, n)
         lengths = table.lengths
         valid = np.flatnonzero(lengths > 0)
-        counts: dict[str, Any] = {
-            "read": info.read,
-            "render_error": table.error_count(),
-            "cache": "hit" if info.hit else ("built" if info.key else "off"),
-        }
-        if counts["render_error"]:
-            log.warning(
-                "source %s: %d trajectories not rendered, e.g. %s",
-                spec.name,
-                counts["render_error"],
-                table.first_errors(),
-            )
+        ledger.rendered = len(valid)
         long = lengths[valid] > self.max_length
         if long.any():
             if self.overlong == "error":
                 row = int(valid[np.flatnonzero(long)[0]])
                 raise RenderError(
-                    f"source {spec.name!r}: sample {table.get(row)['id']} has "
+                    f"source {spec.name!r}: sample {table.id(row)} has "
                     f"{lengths[row]} tokens > data.max_length={self.max_length}"
                 )
-            key = "dropped_overlong" if self.overlong == "drop" else "truncated"
-            counts[key] = int(long.sum())
-            log.warning(
-                "source %s: %d samples longer than %d tokens %s",
-                spec.name,
-                counts[key],
-                self.max_length,
-                key.replace("_", " "),
-            )
+            keep = ~long
             if self.overlong == "drop":
-                valid = valid[~long]
+                rows = valid[long]
+                ids = [table.id(int(r)) for r in rows[:MAX_EXAMPLES]]
+                ledger.add("dropped_overlong", ids, len(rows))
+            for k in np.flatnonzero(long) if self.overlong == "truncate" else []:
+                row = int(valid[k])
+                # Cut here, once, to count; fetch() cuts the same way while training.
+                s = table.get(row)
+                t = truncate_sample(s["input_ids"], s["labels"], table.spans(row), self.max_length)
+                if t.supervised:
+                    keep[k] = True
+                    ledger.add("truncated", s["id"])
+                    ledger.turns_unsupervised += t.unsupervised_turns
+                else:
+                    ledger.add("truncated_unsupervised", s["id"])
+            valid = valid[keep]
+        if ledger.lost:
+            log.warning(
+                "source %s: lost %s (%d trajectories read; %.2f%% of the source, limit %g), "
+                "e.g. %s",
+                spec.name,
+                dict(ledger.lost),
+                ledger.read,
+                100 * ledger.lost_fraction(),
+                self._limit(spec),
+                {r: ids[:2] for r, ids in ledger.examples.items()},
+            )
+        counts: dict[str, Any] = {"cache": "hit" if info.hit else ("built" if info.key else "off")}
         if self.val_size:
             cut = min(self.val_size, len(valid) // 2)
             for row in valid[len(valid) - cut :]:
                 s = table.get(int(row))
                 if len(s["input_ids"]) > self.max_length:
-                    s = {
-                        **s,
-                        "input_ids": s["input_ids"][: self.max_length],
-                        "labels": s["labels"][: self.max_length],
-                    }
+                    s = _truncated(s, table.spans(int(row)), self.max_length)
                 self.val_samples.append({**s, "source": spec.name, "position": -1})
             counts["val"] = cut
             valid = valid[: len(valid) - cut]
+        usable = len(valid)
         if self.overfit_samples:
             valid = valid[: self.overfit_samples]
         if spec.size is not None:
@@ -412,9 +516,16 @@ class TrajectoryDataModule(L.LightningDataModule):
                     f"{len(valid)} samples are available"
                 )
             valid = valid[: spec.size]
+        counts["unused"] = usable - len(valid)  # left out by size / overfit_samples
         counts["samples"] = len(valid)
         self.stats[spec.name] = counts
         return _MapSource(table, valid)
+
+    def _limit(self, spec: SourceSpec) -> float:
+        """The source's ``max_drop_fraction`` (its own, else the data-level default)."""
+        if spec.max_drop_fraction is not None:
+            return spec.max_drop_fraction
+        return self.max_drop_fraction
 
     def _load_streaming(self, spec: SourceSpec) -> tuple[StreamingSource, float]:
         fp = {"files": files_fingerprint(spec.path), "format": spec.format, "name": spec.name}
@@ -424,51 +535,106 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.overfit_samples:
             size = min(size, self.overfit_samples)
         render = _StreamRender(self.tokenizer_path, self.render_options)
+        n_probe = min(size, _STREAM_CHECK_RECORDS)
 
-        def probe() -> float:
-            lens = [
-                min(sum(len(s["input_ids"]) for s in render(t)), self.max_length)
-                for _, t in zip(range(_PROBE_RECORDS), load_source(spec), strict=False)
-            ]
-            lens = [n for n in lens if n > 0]
-            return float(np.mean(lens)) if lens else float(self.max_length)
+        def probe() -> dict[str, Any]:
+            # The first records, fitted as training will: their mean length plans the run and
+            # their losses are judged before training starts.
+            ledger = SourceLedger(spec.name, str(spec.path))
+            lens = []
+            for _, t in zip(range(n_probe), load_source(spec), strict=False):
+                got = fit_record(
+                    render(t), render.failure, ledger, self.max_length, self.overlong, group
+                )
+                if got:
+                    lens.append(sum(len(s["input_ids"]) for s in got))
+            mean = float(np.mean(lens)) if lens else float(self.max_length)
+            return {"mean": mean, "ledger": ledger.to_dict()}
 
+        group = self.packing.seq_length if self.packing.enabled else None
         key = {
             **fp,
             "render": self.render_options.key(),
             "max_length": self.max_length,
+            "overlong": self.overlong,
+            "group": group,
+            "records": n_probe,
             "tokenizer": self.tokenizer_path,
         }
-        mean = float(memo(self.cache_dir, "mean_length", key, probe))
+        got = memo(self.cache_dir, "probe", key, probe)
+        mean = float(got["mean"])
+        self.ledgers[spec.name] = SourceLedger.from_dict(spec.name, str(spec.path), got["ledger"])
         self.stats[spec.name] = {
             "samples": size,
             "streaming": True,
             "shuffle_buffer": spec.shuffle_buffer,
             "mean_length_estimate": round(mean, 1),
+            "probe": got["ledger"],
         }
         src = StreamingSource(spec, size, self.seed, 0, render)
         return src, mean
 
+    def _check_losses(self) -> None:
+        """Stop before training when a source loses more than it may, or everything.
+
+        A source left without a usable sample would otherwise leave the mixture and the
+        others would silently take its share.
+        """
+        problems = []
+        for spec in self.specs:
+            if spec.left_out:  # the config gives it no samples: its losses cost nothing
+                continue
+            limit = self._limit(spec)
+            ledger = self.ledgers[spec.name]
+            scope = f"counted over its first {ledger.read} records" if spec.streaming else ""
+            msg = ledger.problem(limit, scope)
+            if msg:
+                problems.append(msg)
+            elif self.sources[spec.name].size == 0 and not spec.left_out:
+                if limit < 1.0:
+                    problems.append(
+                        f"source {spec.name!r} ({spec.path}) has no usable sample "
+                        f"({ledger.read} trajectories read, {ledger.rendered} samples "
+                        "rendered): it would leave the mixture and the other sources would "
+                        f"take its share. Fix the source, leave it out with "
+                        f"data.sources.{spec.name}.epochs=0 (weight=0 in a weighted "
+                        f"mixture), or accept it with "
+                        f"data.sources.{spec.name}.max_drop_fraction=1.0."
+                    )
+                else:
+                    log.warning(
+                        "source %s has no usable samples: it takes no part in the mixture "
+                        "(max_drop_fraction=1.0)",
+                        spec.name,
+                    )
+        if problems:
+            raise DataLossError("\n".join(problems))
+
     def prepare(self) -> None:
-        """Load (or render and cache) every source and plan the mixture (idempotent)."""
+        """Load (or render and cache) every source, check its losses, plan the mixture.
+
+        Idempotent once it succeeded.
+
+        Raises:
+            DataLossError: A source loses more than its ``max_drop_fraction`` (the message
+                names the rules, counts and example ids) or has no usable sample.
+        """
         if self.plan:
             return
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, trust_remote_code=False)
         means: dict[str, float] = {}
+        self.val_samples = []
         for spec in self.specs:
             if spec.streaming:
                 self.sources[spec.name], means[spec.name] = self._load_streaming(spec)
             else:
                 self.sources[spec.name] = self._load_map(spec)
-        for name, src in self.sources.items():
-            if src.size == 0:
-                log.warning(
-                    "source %s has no usable samples: it takes no part in the mixture", name
-                )
+        self._check_losses()
         limit = self.packing.seq_length if self.packing.enabled else None
-        self.store = SampleStore(self.sources, self.max_length, self.overlong, means, limit)
+        limits = {s.name: self._limit(s) for s in self.specs if s.streaming}
+        self.store = SampleStore(self.sources, self.max_length, self.overlong, means, limit, limits)
         self._replan(self.num_samples)
 
     def _replan(self, num_samples: int | None) -> None:
@@ -600,7 +766,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         # state saved in a checkpoint points exactly past the trained samples.
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training and "stream_state" in batch:
-            self._cursor.state = StreamState.from_dict(batch["stream_state"])
+            self._cursor.trainer = trainer
+            state = StreamState.from_dict(batch["stream_state"])
+            self._cursor.commit(state, keep=trainer.accumulate_grad_batches)
         return batch
 
     # -- state ---------------------------------------------------------------------------
@@ -612,7 +780,7 @@ class TrajectoryDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if not self.plan:
             return {}
-        st = self._cursor.state
+        st = self._cursor.resumable()
         return {
             "sampler": {
                 **st.to_dict(),
@@ -656,21 +824,29 @@ class TrajectoryDataModule(L.LightningDataModule):
         )
 
     def mixture_report(self) -> dict[str, Any]:
-        """Per-source counts and the plan, for the run record."""
+        """Per-source counts, losses per rule and the plan, for the run record.
+
+        Non-streaming sources balance exactly: ``rendered == samples + val + unused +
+        sum(dropped)`` minus the ``render_error:*`` rules, which count trajectories
+        (``read == rendered + render_error`` with one sample per trajectory). Streaming
+        sources report what this process read while training (``probe``: the records
+        judged before training).
+        """
         probs = probabilities(self.plan)
-        runtime = self.store.counts if self.store is not None else Counter()
+        runtime = self.store.ledgers if self.store is not None else {}
+        specs = {s.name: s for s in self.specs}
         out = {}
         for name, src in self.sources.items():
+            ledger = runtime.get(name) if src.streaming else self.ledgers.get(name)
             rep = {
+                **(ledger.to_dict() if ledger is not None else {}),
                 **self.stats.get(name, {}),
+                "max_drop_fraction": self._limit(specs[name]),
                 "size": src.size,
                 "planned": self.plan.get(name, 0),
                 "probability": round(probs.get(name, 0.0), 6),
                 "epochs": round(self.plan.get(name, 0) / max(src.size, 1), 4),
             }
-            for key in ("render_error", "dropped_overlong", "truncated"):
-                if runtime.get(f"{name}/{key}"):
-                    rep[key] = rep.get(key, 0) + runtime[f"{name}/{key}"]
             out[name] = rep
         return out
 

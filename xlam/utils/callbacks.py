@@ -1,14 +1,25 @@
-"""Callbacks that record what was trained: per-source sample counts and per-step batch ids."""
+"""Callbacks: per-source sample counts, per-step batch ids, pre-emption checkpoints."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from xlam.utils.accumulation import unfinished_micro_batches
+
+log = logging.getLogger(__name__)
 
 
 class SourceCounter(L.Callback):
@@ -21,19 +32,33 @@ class SourceCounter(L.Callback):
     def __init__(self) -> None:
         self.base: Counter[str] = Counter()  # global counts restored from a checkpoint
         self.local: Counter[str] = Counter()  # this rank's counts since the start or restore
+        self.recent: deque[Counter[str]] = deque(maxlen=1)  # the last micro-batches' counts
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self.local.update(batch.get("sources", []) if isinstance(batch, dict) else [])
+        counts = Counter(batch.get("sources", []) if isinstance(batch, dict) else [])
+        self.local.update(counts)
+        if self.recent.maxlen != trainer.accumulate_grad_batches:
+            self.recent = deque(self.recent, maxlen=trainer.accumulate_grad_batches)
+        self.recent.append(counts)
 
-    def global_counts(self, trainer: L.Trainer) -> dict[str, int]:
-        """Whole-run counts over all ranks (a collective: call it on every rank)."""
+    def global_counts(self, trainer: L.Trainer, rewind: int = 0) -> dict[str, int]:
+        """Whole-run counts over all ranks (a collective: call it on every rank).
+
+        Args:
+            trainer: The trainer.
+            rewind: Leave out this rank's last ``rewind`` micro-batches (those a checkpoint
+                saved inside an accumulation window trains again on resume).
+        """
         names = sorted(set(self.base) | set(self.local) | set(_planned_sources(trainer)))
         if not names:
             return {}
+        local = Counter(self.local)
+        for counts in list(self.recent)[len(self.recent) - rewind :] if rewind else []:
+            local.subtract(counts)
         local = torch.tensor(
-            [self.local[n] for n in names], dtype=torch.float64, device=trainer.strategy.root_device
+            [local[n] for n in names], dtype=torch.float64, device=trainer.strategy.root_device
         )
         if trainer.world_size > 1:
             local = trainer.strategy.reduce(local, reduce_op="sum")
@@ -42,12 +67,14 @@ class SourceCounter(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         # Lightning collects callback state on every rank when saving, so this reduce is safe.
         trainer = getattr(self, "_trainer", None)
-        counts = self.global_counts(trainer) if trainer is not None else dict(self.base)
-        return {"counts": counts}
+        if trainer is None:
+            return {"counts": dict(self.base)}
+        return {"counts": self.global_counts(trainer, unfinished_micro_batches(trainer))}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.base = Counter(state_dict.get("counts", {}))
         self.local = Counter()
+        self.recent.clear()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._trainer = trainer
@@ -96,3 +123,104 @@ class BatchRecord(L.Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGUSR1 (SLURM's pre-emption warning) or SIGTERM: save, requeue, stop.
+
+    Lightning's own SLURM handler saves inside the signal handler, wherever the main thread
+    happens to be (mid-forward, or between the optimizer updating two parameters). Here a
+    signal only sets a flag. At the end of the micro-batch in progress all ranks agree (one
+    scalar all-reduce per micro-batch, only when distributed), save ``hpc_ckpt_<n>.ckpt`` in
+    the trainer's root dir (``ckpt_path=last`` takes it when it is the newest), ask SLURM to
+    requeue the job after SIGUSR1 when running under SLURM, and stop with exit code 1. A save
+    inside an accumulation window resumes at the window's start
+    (:mod:`xlam.utils.accumulation`), so the resumed run equals an uninterrupted one.
+
+    Args:
+        signals: Names of the signals to handle.
+        requeue: Run ``scontrol requeue $SLURM_JOB_ID`` after a SIGUSR1 save under SLURM.
+    """
+
+    def __init__(
+        self, signals: tuple[str, ...] | list[str] = ("SIGUSR1", "SIGTERM"), requeue: bool = True
+    ) -> None:
+        self.signals = [signal.Signals[name] if isinstance(name, str) else name for name in signals]
+        self.requeue = requeue
+        self.received: int = 0
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("not in the main thread: pre-emption signals are not handled")
+            return
+        self.received = 0
+        for sig in self.signals:
+            self._previous.setdefault(sig, signal.getsignal(sig))
+            signal.signal(sig, self._make_handler(trainer))
+
+    def _make_handler(self, trainer: L.Trainer) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            if not self.received:
+                self.received = signum
+                # Processes this one launched (Lightning's subprocess launcher) stop too.
+                launcher = trainer.strategy.launcher
+                if launcher is not None and hasattr(launcher, "kill"):
+                    launcher.kill(signum)
+
+        return handler
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        signum = self.received
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            flag = torch.tensor([signum], dtype=torch.int64, device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        if not signum:
+            return
+        name = signal.Signals(signum).name
+        path = _next_hpc_path(Path(trainer.default_root_dir))
+        log.warning("%s received: saving %s and stopping", name, path)
+        trainer.save_checkpoint(path)
+        if signum == signal.SIGUSR1 and self.requeue and trainer.is_global_zero:
+            _slurm_requeue()
+        raise SIGTERMException(f"stopped by {name} after saving {path}")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous)
+        self._previous = {}
+
+
+def _next_hpc_path(root: Path) -> Path:
+    # The name Lightning gives SLURM checkpoints, so that tools that know it find ours.
+    numbers = [
+        int(m.group(1))
+        for p in root.glob("hpc_ckpt_*.ckpt")
+        if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))
+    ]
+    return root / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
+
+
+def _slurm_requeue() -> None:
+    job = os.environ.get("SLURM_JOB_ID")
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    if not job:
+        return
+    try:
+        code = subprocess.call(["scontrol", "requeue", job])
+    except FileNotFoundError:
+        code = -1
+    if code == 0:
+        log.info("requeued SLURM job %s", job)
+    else:
+        log.warning("requeueing SLURM job %s failed (exit code %s)", job, code)
