@@ -221,7 +221,7 @@ def test_template_that_drops_calls(fresh_tiny):
 
 
 def test_mask_check_catches_a_wrong_mask(tiny_tokenizer):
-    from xlam.data.render import _Problem
+    from xlam.data.render.report import Problem as _Problem
 
     renderer = Renderer(tiny_tokenizer)
     (s,) = renderer.render(traj(CALL_THEN_ANSWER))

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from xlam.data.commands.errors import UserError
+
 # name -> (module, one-line help). Modules are imported lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[str, str]] = {}
 
@@ -23,10 +25,6 @@ register("convert", "xlam.data.commands.convert", "convert a native dataset to u
 register("verify", "xlam.data.commands.verify", "rule-check trajectories; write good and rejects")
 register("stats", "xlam.data.commands.stats", "counts, lengths and histograms of a dataset")
 register("inspect", "xlam.data.commands.inspect", "show rendered samples with supervised spans")
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ JSON objects in memory; on disk a trajectory is one JSON object per line (JSONL)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,60 @@ ROLES: tuple[str, ...] = ("user", "assistant", "tool")
 
 class SchemaError(ValueError):
     """A record does not follow the unified trajectory schema."""
+
+
+class ArgumentsError(SchemaError):
+    """Tool-call arguments that are neither a JSON object nor the JSON text of one.
+
+    Attributes:
+        rule: ``arguments_json`` (text that is not valid JSON) or ``arguments_type`` (a
+            value that is not an object).
+        message: What is wrong, naming the call.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def parse_arguments(
+    args: Any, name: str, loads: Callable[[str], Any] = json.loads
+) -> dict[str, Any]:
+    """The arguments of a tool call as an object: the one parser every reader of calls uses.
+
+    Datasets, templates and models give arguments as an object or as its JSON text (the
+    OpenAI wire form); ``None`` and blank text mean no arguments. The serving parser keeps
+    a standard-library copy (``xlam.serving.parser``); a test holds both to the same
+    vectors.
+
+    Args:
+        args: The value found under ``arguments`` (or ``parameters``).
+        name: The call's function name, for messages.
+        loads: The JSON decoder; importers pass ``fastjson.loads`` (faster, and it refuses
+            ``NaN``, which ``json.loads`` reads).
+
+    Raises:
+        ArgumentsError: ``arguments_json`` for text that does not decode (too deep
+            included), ``arguments_type`` for a value that is not an object.
+    """
+    if args is None:
+        return {}
+    if isinstance(args, str):
+        if not args.strip():
+            return {}
+        try:
+            args = loads(args)
+        except (ValueError, RecursionError) as e:
+            raise ArgumentsError(
+                "arguments_json", f"arguments of call {name!r} are not valid JSON: {e}"
+            ) from None
+    if not isinstance(args, dict):
+        raise ArgumentsError(
+            "arguments_type",
+            f"arguments of call {name!r} must be a JSON object, got {type(args).__name__}",
+        )
+    return args
 
 
 @dataclass
@@ -47,13 +101,9 @@ class ToolCall:
         if not isinstance(name, str) or not name:
             raise SchemaError("tool call needs a non-empty string 'name'")
         args = fn.get("arguments", {})
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError as e:
-                raise SchemaError(f"arguments of call {name!r} are not valid JSON: {e}") from e
-        if not isinstance(args, dict):
+        if args is None:  # unified data omits arguments or writes {}, never null
             raise SchemaError(f"arguments of call {name!r} must be a JSON object")
+        args = parse_arguments(args, name)
         call_id = d.get("id") or ""
         if not isinstance(call_id, str):
             raise SchemaError("tool call 'id' must be a string")

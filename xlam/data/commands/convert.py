@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xlam.data.cli import UserError
+from xlam.data.commands.errors import UserError
 from xlam.data.formats import FORMATS, InputError, convert_file
 from xlam.data.formats.io import progress
 

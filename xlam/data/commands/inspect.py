@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from xlam.data.cli import UserError
+from xlam.data.commands.errors import UserError
 from xlam.data.render import (
     IGNORE_INDEX,
     MODES,

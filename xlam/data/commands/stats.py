@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlam.data.cli import UserError
+from xlam.data.commands.errors import UserError
 from xlam.data.formats import InputError, Reject, fastjson, import_records, unified
 from xlam.data.formats.io import progress
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xlam.data.cli import UserError
 from xlam.data.commands.convert import check_paths, default_rejects
+from xlam.data.commands.errors import UserError
 from xlam.data.formats import InputError
 from xlam.data.formats.io import progress
 

@@ -1,8 +1,9 @@
-"""What every importer shares: the error type, the import context, call parsing and pairing.
+"""What every importer shares: the import context, field and call parsing, call pairing.
 
 Importers are pure functions ``(record, ctx) -> Trajectory``. A record that cannot be mapped
-raises :class:`RecordError` whose ``rule`` names the mapping rule it breaks; the conversion
-loop turns it into a reject line, so nothing is ever dropped silently.
+raises :class:`~xlam.data.formats.errors.RecordError` (importable from here too) whose
+``rule`` names the mapping rule it breaks; the conversion loop turns it into a reject line,
+so nothing is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -13,46 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xlam.data.schema import Message, SchemaError, ToolCall, Trajectory
+from xlam.data import schema
+from xlam.data.schema import ArgumentsError, Message, ToolCall, Trajectory
 
 from . import fastjson
+from .errors import RecordError
 from .pyliteral import LiteralError, parse_literal
 from .tool_schema import convert_tool
-
-# Mapping rules an importer can break (name -> what it means). The docs list them too.
-IMPORT_RULES: dict[str, str] = {
-    "invalid_utf8": "the line is not valid UTF-8",
-    "invalid_json": "the line or element is not valid JSON",
-    "record_type": "the record is not a JSON object",
-    "missing_field": "a field the format requires is absent",
-    "field_type": "a field has the wrong type",
-    "tools_json": "the tools field is a string but not valid JSON",
-    "tool_schema": "a declared tool cannot be read as a function schema",
-    "unknown_role": "a turn has a role the format does not define",
-    "content_type": "message content is neither text nor text parts",
-    "system_position": "a system message appears after the conversation started",
-    "call_parse": "a tool call cannot be parsed",
-    "arguments_json": "call arguments are a string but not valid JSON",
-    "arguments_type": "call arguments are not a JSON object",
-    "empty": "the record holds no conversation",
-    "schema": "the result breaks the unified trajectory schema",
-    "too_deep": "the record is nested too deeply to process",
-    "internal_error": "an importer bug (please report it with the record)",
-}
-
-
-class RecordError(SchemaError):
-    """A native record cannot be mapped to a trajectory.
-
-    Attributes:
-        rule: Name of the broken mapping rule (a key of :data:`IMPORT_RULES`).
-        message: Human-readable explanation, without location (the loop adds it).
-    """
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(f"{rule}: {message}")
-        self.rule = rule
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,24 +121,16 @@ def text_field(value: Any, what: str) -> str:
 
 
 def parse_arguments(args: Any, name: str) -> dict[str, Any]:
-    """Arguments of a call as an object: JSON text is decoded, ``None``/empty means ``{}``."""
-    if args is None:
-        return {}
-    if isinstance(args, str):
-        if not args.strip():
-            return {}
-        try:
-            args = fastjson.loads(args)
-        except (ValueError, RecursionError) as e:
-            raise RecordError(
-                "arguments_json", f"arguments of call {name!r} are not valid JSON: {e}"
-            ) from None
-    if not isinstance(args, dict):
-        raise RecordError(
-            "arguments_type",
-            f"arguments of call {name!r} must be a JSON object, got {type(args).__name__}",
-        )
-    return args
+    """Arguments of a call as an object (:func:`xlam.data.schema.parse_arguments` with the
+    fast decoder): JSON text is decoded, ``None``/empty means ``{}``.
+
+    Raises:
+        RecordError: ``arguments_json`` or ``arguments_type``.
+    """
+    try:
+        return schema.parse_arguments(args, name, fastjson.loads)
+    except ArgumentsError as e:
+        raise RecordError(e.rule, e.message) from None
 
 
 def call_from_object(obj: Any, call_id: str) -> ToolCall:

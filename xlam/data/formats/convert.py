@@ -11,15 +11,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from xlam.data.schema import SchemaError, Trajectory
 
 from . import fastpath
 from .base import Context, Importer, RecordError
+from .fastpath import FastRecord
 from .io import JsonlWriter, iter_records
+from .registry import FORMATS, get_importer
 
 _PROGRESS_EVERY = 4096
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -55,8 +58,6 @@ def _fallback_id(stem: str, origin: dict[str, Any]) -> str:
 
 def default_source(path: str | Path, fmt: str | Importer, source: str | None = None) -> str:
     """``source``, else the format name, else the input's file stem."""
-    from . import FORMATS
-
     if source is not None:
         return source
     return fmt if isinstance(fmt, str) and fmt in FORMATS else Path(path).stem
@@ -78,8 +79,6 @@ def import_records(
             other than ``None`` is yielded instead of the trajectory (the caller knows its
             type); ``None``, or an exception, means the record takes the general path.
     """
-    from . import get_importer
-
     importer = get_importer(fmt) if isinstance(fmt, str) else fmt
     source = default_source(path, fmt, source)
     stem = Path(path).stem
@@ -135,21 +134,28 @@ class ConvertReport:
         }
 
 
-def fast_writer(fmt: str, source: str) -> Callable[[Any, dict[str, Any]], bytes | None] | None:
-    """The shortcut of format ``fmt`` as ``(record, origin) -> JSON line or None`` (see
-    :mod:`~xlam.data.formats.fastpath`), or ``None`` if the format has none."""
-    from . import FORMATS
-
+def fast_path(
+    fmt: str, source: str, finish: Callable[[FastRecord], T | None]
+) -> Callable[[Any, dict[str, Any]], T | None] | None:
+    """The shortcut of format ``fmt`` as ``(record, origin) -> finish(fast record) or None``
+    (see :mod:`~xlam.data.formats.fastpath`), or ``None`` if the format has none."""
     spec = FORMATS.get(fmt)
     if spec is None or spec.fast is None or not fastpath.AVAILABLE:
         return None
-    convert, tools, encode = spec.fast, fastpath.TOOLS, fastpath.encode
+    convert, tools = spec.fast, fastpath.TOOLS
 
-    def write(record: Any, origin: dict[str, Any]) -> bytes | None:
+    def run(record: Any, origin: dict[str, Any]) -> T | None:
         fast = convert(record, origin, source, tools)
-        return None if fast is None else encode(fast.out)
+        return None if fast is None else finish(fast)
 
-    return write
+    return run
+
+
+def fast_writer(fmt: str, source: str) -> Callable[[Any, dict[str, Any]], bytes | None] | None:
+    """The shortcut of format ``fmt`` as ``(record, origin) -> JSON line or None``, or
+    ``None`` if the format has none."""
+    encode = fastpath.encode
+    return fast_path(fmt, source, lambda fast: encode(fast.out))
 
 
 def convert_file(

@@ -17,6 +17,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from .errors import RecordError
+
 JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
 
 _SIMPLE: dict[str, str] = {
@@ -302,8 +304,6 @@ def convert_parameters(params: Any, outer_required: Any = None) -> dict[str, Any
         params: Whatever the dataset put there (JSON Schema, flat map, ``None``).
         outer_required: A ``required`` list found beside ``parameters`` (a common slip).
     """
-    from .base import RecordError  # base imports this module
-
     outer_ok = isinstance(outer_required, list) and all(isinstance(r, str) for r in outer_required)
     if params is None or params == {}:
         out: dict[str, Any] = {"type": "object", "properties": {}}
@@ -331,8 +331,6 @@ def convert_tool(raw: Any) -> dict[str, Any]:
     Raises:
         RecordError: ``tool_schema`` if the declaration has no name or unusable parameters.
     """
-    from .base import RecordError
-
     if not isinstance(raw, dict):
         raise RecordError("tool_schema", f"a tool must be an object, not {type(raw).__name__}")
     fn = raw["function"] if isinstance(raw.get("function"), dict) else raw
