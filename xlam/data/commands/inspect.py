@@ -153,11 +153,15 @@ def write_html(path: Path, samples: list[RenderedSample], renderer: Renderer, ti
             f"<h2>{html.escape(s.id)}</h2><p>{s.mode} · {len(s)} tokens · "
             f"{s.num_supervised} supervised</p><pre>"
         )
-        for role, sup, ids in _runs(s):
-            cls = "sup" if sup else f"r-{role}"
-            text = html.escape(_decode(renderer.tokenizer, ids))
-            parts.append(f"<span class='{cls}' title='{role}'>{text}</span>")
-        parts.append("</pre>")
+        # One string: inside <pre> a separator between spans would show as text.
+        parts[-1] += (
+            "".join(
+                f"<span class='{'sup' if sup else f'r-{role}'}' title='{role}'>"
+                f"{html.escape(_decode(renderer.tokenizer, ids))}</span>"
+                for role, sup, ids in _runs(s)
+            )
+            + "</pre>"
+        )
     parts.append("<h2>Tokens per role</h2><table><tr><th>role</th><th>tokens</th>")
     parts.append("<th>supervised</th></tr>")
     for role, c in role_counts(samples).items():
