@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+T = TypeVar("T")
+
+
+def _find_conf_dir() -> Path:
+    """The configs: ``xlam/conf`` when installed, the repo's ``conf/`` in a checkout.
+
+    In a checkout ``xlam/conf`` is a symlink to the top-level ``conf/`` (the source of
+    truth), so resolving it makes an editable install read ``conf/`` itself; a wheel or
+    sdist carries a real copy there. The top-level ``conf/`` is the fallback for a
+    checkout made without symlinks.
+    """
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate.resolve()
+    # Neither exists: Hydra's "config directory not found" then names the packaged path.
+    return package / "conf"
+
+
+CONF_DIR = _find_conf_dir()
 
 
 def _asset(rel: str = "") -> str:
@@ -49,6 +70,34 @@ def register_resolvers() -> None:
     register_configs()
 
 
+def _compose(overrides: list[str], config_name: str) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+
+
+def _activate(
+    cfg: DictConfig, output_dir: Path | None, num: int = 0, multirun: bool = False
+) -> None:
+    """Fill the runtime fields Hydra sets when it launches a job, and make ``cfg`` current."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    # set_config made the hydra node read-only: a second call (sweep points) unlocks it
+    with read_write(cfg.hydra), open_dict(cfg):
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(Path.cwd())
+        cfg.hydra.job.num = num
+        cfg.hydra.mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+    HydraConfig.instance().set_config(cfg)
+
+
 def compose_config(
     overrides: list[str] | None = None,
     output_dir: str | Path | None = None,
@@ -64,26 +113,106 @@ def compose_config(
     Returns:
         The config, with HydraConfig set so ``${hydra:...}`` interpolations resolve.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+    cfg = _compose(overrides or [], config_name)
     if output_dir is None:
         from xlam.utils.run_record import new_run_id
 
         output_dir = Path.cwd() / "logs" / "notebook" / new_run_id()
-    output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(Path.cwd())
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
+    _activate(cfg, Path(output_dir).resolve())
     return cfg
+
+
+def sweep_points(overrides: list[str], config_name: str = "train") -> list[list[str]]:
+    """The points of a ``-m`` sweep: one override list per run, in Hydra's launch order.
+
+    Comma lists, ``range(...)`` and ``glob(...)`` over a config group expand as Hydra's basic
+    sweeper expands them for ``xlam-train -m``: the cartesian product, first key outermost.
+
+    Args:
+        overrides: CLI-style overrides, e.g. ``["model.optimizer.lr=1e-3,3e-3", "debug=fdr"]``.
+        config_name: Primary config in ``conf/`` (``glob`` lists the options of its groups).
+
+    Raises:
+        ValueError: An override that is not a discrete sweep (``interval(...)`` is for
+            search sweepers such as Optuna, not for points run in this process).
+    """
+    import itertools
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        parsed = parser.parse_overrides(overrides)
+    choices: dict[str, list[str]] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices[key] = [override.input_line]
+        elif override.is_discrete_sweep():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(
+                f"sweep override {override.input_line!r}: only comma lists, range() and glob() "
+                "run as -m points; interval() needs a sweeper such as hparams_search=optuna_lr"
+            )
+    return [list(point) for point in itertools.product(*choices.values())]
+
+
+_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@dataclass
+class SweepRun(Generic[T]):
+    """One point of a sweep: its overrides, its run directory and what the task returned."""
+
+    overrides: list[str]
+    output_dir: Path
+    result: T
+
+
+def run_sweep(
+    overrides: list[str],
+    task: Callable[[DictConfig], T],
+    sweep_dir: str | Path | None = None,
+    config_name: str = "train",
+) -> list[SweepRun[T]]:
+    """Run every point of a ``-m`` sweep in this process, as ``xlam-train -m`` would.
+
+    Each point is composed like a Hydra multirun job (``hydra.mode=MULTIRUN``, its
+    ``hydra.job.num``) and writes into ``<sweep_dir>/<hydra.sweep.subdir>``; points run one
+    after the other, single-process, as the basic launcher runs them.
+
+    Args:
+        overrides: CLI-style overrides with sweeps, e.g. ``["model.optimizer.lr=1e-3,3e-3"]``.
+        task: Called with each point's config, e.g. :func:`xlam.train.train`.
+        sweep_dir: Folder of the points (default: the config's ``hydra.sweep.dir``,
+            ``logs/<task_name>/multiruns/<time>``).
+        config_name: Primary config in ``conf/``.
+
+    Returns:
+        One :class:`SweepRun` per point, in launch order.
+    """
+    runs: list[SweepRun[T]] = []
+    for num, point in enumerate(sweep_points(overrides, config_name)):
+        cfg = _compose(point, config_name)
+        sweeper = cfg.hydra.sweeper
+        if sweeper.get("_target_") != _BASIC_SWEEPER or sweeper.get("params"):
+            raise ValueError(
+                f"sweep {point}: run_sweep expands the -m overrides only; hydra.sweeper "
+                f"{sweeper.get('_target_')} (e.g. hparams_search=...) runs with xlam-train -m"
+            )
+        _activate(cfg, None, num=num, multirun=True)
+        if sweep_dir is None:
+            # Resolved once, as Hydra does: every point shares the first point's ${now:...}.
+            sweep_dir = cfg.hydra.sweep.dir
+        output_dir = Path(sweep_dir).resolve() / str(cfg.hydra.sweep.subdir)
+        _activate(cfg, output_dir, num=num, multirun=True)
+        runs.append(SweepRun(point, output_dir, task(cfg)))
+    return runs
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
