@@ -11,7 +11,6 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from xlam.models.components.loss import count_step_tokens
 from xlam.utils.callbacks import SourceCounter
 from xlam.utils.checkpoint import clean_partials, resolve_ckpt_path
 from xlam.utils.hydra import CONF_DIR, register_resolvers, to_container
@@ -22,9 +21,11 @@ register_resolvers()
 
 
 def _instantiate_dict(cfg: DictConfig | None) -> list[Any]:
+    # A factory may decline (a progress bar with trainer.enable_progress_bar=false): None.
     if not cfg:
         return []
-    return [hydra.utils.instantiate(c) for c in cfg.values() if c and "_target_" in c]
+    made = [hydra.utils.instantiate(c) for c in cfg.values() if c and "_target_" in c]
+    return [m for m in made if m is not None]
 
 
 def _float_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -35,17 +36,6 @@ def _float_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return out
-
-
-def _save_final_checkpoint(trainer: L.Trainer) -> None:
-    # Periodic checkpoints rarely land on the last step; the final state must be resumable.
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    ckpt = trainer.checkpoint_callback
-    if trainer.fast_dev_run or not isinstance(ckpt, ModelCheckpoint) or ckpt.dirpath is None:
-        return
-    if ckpt.save_last and ckpt._last_global_step_saved != trainer.global_step:
-        trainer.save_checkpoint(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}.ckpt")
 
 
 def _checkpoint_dir(trainer: L.Trainer) -> str | None:
@@ -80,9 +70,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train a model as described by ``cfg``.
 
-    Besides fitting, this resolves ``ckpt_path=last``, stamps every micro-batch with the
-    supervised-token count of its optimizer step (the loss is a token mean over the whole
-    global batch), exports the model, and writes the run record.
+    Instantiate, fit (resolving ``ckpt_path=last``), export, record. The datamodule sizes
+    its plan for the trainer itself, so a bare ``Trainer(...).fit(module, datamodule)``
+    trains the same run.
 
     Returns:
         ``(metrics, objects)``: final metrics and the datamodule, module and trainer.
@@ -100,16 +90,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.model)
     callbacks = _instantiate_dict(cfg.get("callbacks"))
-    # The per-source counts actually trained belong to every run record.
-    counter = next((c for c in callbacks if isinstance(c, SourceCounter)), None)
-    if counter is None:
-        counter = SourceCounter()
-        callbacks.append(counter)
-    if cfg.trainer.get("enable_progress_bar") is False:
-        # The override a user types to silence a run; the callbacks group's bar would refuse it.
-        from lightning.pytorch.callbacks import ProgressBar
-
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
@@ -117,27 +97,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         write_config(output_dir, to_container(cfg))
 
-    datamodule.prepare()
-    world = trainer.world_size
-    accum = trainer.accumulate_grad_batches
-    if not trainer.fast_dev_run:
-        if trainer.max_steps is None or trainer.max_steps < 0:
-            trainer.fit_loop.epoch_loop.max_steps = datamodule.planned_steps(world, accum)
-        else:
-            datamodule.plan_for_steps(trainer.max_steps, world, accum)
-    log.info(
-        "plan: %d samples %s -> %d optimizer steps (batch %d x world %d x accum %d)",
-        datamodule.total_samples,
-        datamodule.plan,
-        trainer.max_steps,
-        datamodule.batch_size,
-        world,
-        accum,
-    )
-
-    # See xlam/models/components/loss.py: counting one accumulation window ahead lets every
-    # micro-batch's loss be scaled by the whole step's supervised-token count.
-    datamodule.train_dataloader = count_step_tokens(datamodule.train_dataloader, accum)
     _check_single_process_sweep(trainer)
     ckpt_dir = _checkpoint_dir(trainer)
     if trainer.is_global_zero:
@@ -148,8 +107,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = _float_metrics(trainer.callback_metrics)
-    _save_final_checkpoint(trainer)
-    actual = counter.global_counts(trainer)  # a collective: every rank calls it
+    counter = next((c for c in trainer.callbacks if isinstance(c, SourceCounter)), None)
+    # A collective: every rank calls it.
+    actual = counter.global_counts(trainer) if counter is not None else None
 
     objects: dict[str, Any] = {
         "datamodule": datamodule,
@@ -183,15 +143,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 "sources": datamodule.mixture_report(),
                 "total_samples": datamodule.total_samples,
                 "actual": actual,
-                "actual_total": sum(actual.values()),
+                "actual_total": sum(actual.values()) if actual is not None else None,
             },
             metrics,
             extra={
                 "global_step": trainer.global_step,
-                "world_size": world,
-                "accumulate_grad_batches": accum,
+                "world_size": trainer.world_size,
+                "accumulate_grad_batches": trainer.accumulate_grad_batches,
                 "resumed_from": ckpt_path,
                 "model_params": getattr(module, "param_counts", {}),
+                "nonfinite_skipped": getattr(module, "nonfinite_skipped", 0),
                 "deepspeed_config": _read_json(Path(ds_config)) if ds_config else None,
                 "export_dir": str(objects.get("export_dir") or "") or None,
             },

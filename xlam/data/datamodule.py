@@ -40,6 +40,7 @@ from xlam.data.packing import MicroBatch, MicroBatchStream, PackingConfig, Strea
 from xlam.data.render import RenderError, RenderOptions, truncate_sample
 from xlam.data.sampler import BalancedSampler, SampleRef
 from xlam.data.sources import StreamingSource, count_records, load_source
+from xlam.models.components.loss import StepTokenCounter
 from xlam.utils.accumulation import unfinished_micro_batches
 
 log = logging.getLogger(__name__)
@@ -375,6 +376,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         max_drop_fraction: Share of a source that may be lost (render errors, overlong
             samples) before the run stops with :class:`~xlam.data.losses.DataLossError`;
             a source's own ``max_drop_fraction`` overrides it.
+        keep_samples: Keep the embedded samples in a mixture that names sources of its own
+            (:func:`~xlam.data.mixture.leave_out_samples`).
     """
 
     def __init__(
@@ -394,9 +397,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         num_proc: int | None = None,
         max_drop_fraction: float = 0.01,
+        keep_samples: bool = False,
     ) -> None:
         super().__init__()
-        self.specs: list[SourceSpec] = sources_from_config(sources)
+        self.specs: list[SourceSpec] = sources_from_config(sources, keep_samples)
         pk = packing if isinstance(packing, PackingConfig) else PackingConfig(**(packing or {}))
         self.config = DataConfig(
             sources={s.name: s for s in self.specs},
@@ -414,6 +418,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             cache_dir=None if cache_dir is None else str(cache_dir),
             num_proc=num_proc,
             max_drop_fraction=max_drop_fraction,
+            keep_samples=keep_samples,
         )
         self.tokenizer_path = str(tokenizer_path)
         self.batch_size = batch_size
@@ -442,6 +447,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._cursor = _Cursor()
         self._pending_state: dict[str, Any] | None = None
         self._bins: int | None = None
+        self._sized_for: tuple[int, int, int] | None = None
+        self._epoch_steps: int | None = None  # optimizer steps of a run sized by the plan
 
     # -- preparation -------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -712,15 +719,50 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
+        trainer = getattr(self, "trainer", None)
+        if stage in (None, "fit") and trainer is not None and not trainer.fast_dev_run:
+            self._size_for(trainer.max_steps, trainer.world_size, trainer.accumulate_grad_batches)
         rank, world = self._rank_world()
         s = self.stream
         if s is None or (s.rank, s.world_size) != (rank, world):
             self.stream = self._make_stream(rank, world)
-            self.stream.set_num_batches(self.total_rows() // self.stream.span)
+            batches = self.total_rows() // self.stream.span
+            if self._epoch_steps is not None:
+                # One epoch is the run: whole optimizer steps only, as planned_steps counts.
+                accum = self._sized_for[2] if self._sized_for else 1
+                batches = min(batches, self._epoch_steps * accum)
+            self.stream.set_num_batches(batches)
             self.sampler = self.stream.sampler
         if self._pending_state is not None:
             self._restore(self._pending_state)
             self._pending_state = None
+
+    def _size_for(self, max_steps: int | None, world: int, accum: int) -> None:
+        """Size the plan for the trainer: ``max_steps`` when given, else one pass of the plan.
+
+        Without ``max_steps`` one epoch of the train loader is the run (``max_epochs=1``), so
+        the trainer needs no step count written into it.
+        """
+        key = (max_steps if max_steps and max_steps > 0 else -1, world, accum)
+        if self._sized_for == key:
+            return
+        if key[0] > 0:
+            self.plan_for_steps(key[0], world, accum)
+            self._epoch_steps = None
+            steps = key[0]
+        else:
+            steps = self._epoch_steps = self.planned_steps(world, accum)
+        self._sized_for = key
+        self.stream = None
+        log.info(
+            "plan: %d samples %s -> %d optimizer steps (batch %d x world %d x accum %d)",
+            self.total_samples,
+            self.plan,
+            steps,
+            self.batch_size,
+            world,
+            accum,
+        )
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -743,12 +785,16 @@ class TrajectoryDataModule(L.LightningDataModule):
         pid = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return int(pid or 0)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StepTokenCounter:
         if self.stream is None or self.store is None:
             self.setup("fit")
         assert self.stream is not None and self.store is not None
         dataset = _TrainStream(self.stream, self.store, self.pad_id, self._cursor)
-        return _ResumableLoader(dataset, self.num_workers)
+        # Each micro-batch carries its optimizer step's supervised-token count: the loss is
+        # a token mean over the whole step (xlam/models/components/loss.py).
+        trainer = getattr(self, "trainer", None)
+        accum = trainer.accumulate_grad_batches if trainer is not None else 1
+        return StepTokenCounter(_ResumableLoader(dataset, self.num_workers), accum)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_samples:

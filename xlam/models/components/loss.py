@@ -20,7 +20,7 @@ exact with an unmodified trainer:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -97,15 +97,3 @@ class StepTokenCounter:
                 b[STEP_MICRO_KEY] = i
                 b[STEP_WINDOW_KEY] = len(window)
                 yield b
-
-
-def count_step_tokens(
-    make_loader: Callable[[], Iterable[dict[str, Any]]], accumulate: int
-) -> Callable[[], StepTokenCounter]:
-    """Wrap a dataloader factory (e.g. ``datamodule.train_dataloader``) with a counter."""
-
-    def factory() -> StepTokenCounter:
-        return StepTokenCounter(make_loader(), accumulate)
-
-    factory.__wrapped__ = make_loader  # type: ignore[attr-defined]
-    return factory
