@@ -137,3 +137,43 @@ def test_qlora_nf4_small_model(tmp_path: Path) -> None:
 
     merged = AutoModelForCausalLM.from_pretrained(run / "export", dtype=torch.bfloat16)
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("flash_attn") is None, reason="flash-attn is not installed"
+)
+def test_packed_forward_flash_attention_2(tmp_path: Path, tiny_tokenizer) -> None:
+    # CausalLMModule.forward flattens packed rows for flash attention (varlen from position
+    # ids): every sample must equal its unpacked forward, and the check must see a leak.
+    import itertools
+
+    import hydra
+
+    from xlam import SAMPLE_DATA_DIR
+    from xlam.data.render import Renderer
+    from xlam.data.schema import read_trajectories
+    from xlam.models.components.packing_check import PackingLeakError, check_packed_forward
+    from xlam.utils.hydra import compose_config
+
+    renderer = Renderer(tiny_tokenizer)
+    samples = [
+        list(renderer.render(t)[0].input_ids)
+        for name in ("chat", "fc_single", "multi_turn")
+        for t in itertools.islice(read_trajectories(SAMPLE_DATA_DIR / f"{name}.jsonl"), 3)
+    ]
+    overrides = ["model.attn_implementation=flash_attention_2", "model.dtype=bfloat16"]
+    module = hydra.utils.instantiate(compose_config(overrides, output_dir=tmp_path).model)
+    module.configure_model()
+    module.cuda().eval()
+    args = (samples, torch.bfloat16, "flash_attention_2", 1024)
+    result = check_packed_forward(module, *args, device="cuda")
+    assert result.shares_a_row and len(result.diffs) == 7 and not result.failed
+    forward = module.model.forward
+
+    def leaking(*a, **kw):
+        kw.pop("position_ids", None)  # one causal sequence over the flattened rows
+        return forward(*a, **kw)
+
+    module.model.forward = leaking
+    with pytest.raises(PackingLeakError, match="flash_attention_2"):
+        check_packed_forward(module, *args, device="cuda")

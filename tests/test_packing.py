@@ -211,26 +211,81 @@ def test_packed_losses_equal_unpacked_on_cuda(
     assert rel < tol, (attn, dtype, float(rel))
 
 
-def test_module_forward_uses_the_packed_mask(rendered: list[dict], tmp_path: Path) -> None:
-    import hydra
+# Three rows of three samples each (lengths 33/265/149, 33/315/414, 265/416/469): every
+# sample but the first of a row follows others, which a leaking mask would let it see.
+FORWARD_ROWS = [[0, 3, 1], [2, 4, 7], [5, 8, 6]]
 
-    from xlam.utils.hydra import compose_config
 
-    cfg = compose_config([], output_dir=tmp_path)
-    module = hydra.utils.instantiate(cfg.model)
-    module.configure_model()
-    module.eval()
-    rows = [rendered[:3], rendered[3:5]]
+class _Modules(dict):
+    """CausalLMModule of the default config (tiny Qwen2, fp32) per attention kernel."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = out
+
+    def __missing__(self, attn: str):
+        import hydra
+
+        from xlam.utils.hydra import compose_config
+
+        cfg = compose_config([f"model.attn_implementation={attn}"], output_dir=self.out)
+        module = hydra.utils.instantiate(cfg.model)
+        module.configure_model()
+        self[attn] = module.eval()
+        return self[attn]
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory: pytest.TempPathFactory) -> _Modules:
+    return _Modules(tmp_path_factory.mktemp("modules"))
+
+
+def _module_packed_vs_alone(module: torch.nn.Module, rendered: list[dict]) -> list[float]:
+    """Max |logit difference| of every sample: packed rows vs the sample alone.
+
+    Both through ``CausalLMModule.forward``, as training calls it: packed with the batch's
+    accounting mask and its position ids, alone as a padded batch of one.
+    """
+    rows = [[rendered[i] for i in row] for row in FORWARD_ROWS]
     batch = packed_collate(rows, 0)
+    diffs = []
     with torch.no_grad():
-        logits = module(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
-        first = rendered[3]
-        alone = module(
-            torch.tensor([first["input_ids"]]),
-            torch.ones(1, len(first["input_ids"]), dtype=torch.long),
-        )
-    k = len(first["input_ids"])
-    assert torch.allclose(logits[1, :k], alone[0], atol=1e-4)
+        packed = module(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+        for k, s in enumerate(r for row in rows for r in row):
+            ids = torch.tensor([s["input_ids"]])
+            alone = module(ids, torch.ones_like(ids))[0]
+            diffs.append(float((packed[batch["sample_index"] == k] - alone).abs().max()))
+    return diffs
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_module_forward_uses_the_packed_mask(rendered: list[dict], modules, attn: str) -> None:
+    diffs = _module_packed_vs_alone(modules[attn], rendered)
+    assert len(diffs) == 9
+    assert max(diffs) < 1e-5, diffs  # every sample of every row, fp32
+
+
+@pytest.mark.parametrize("leak", ["use_cache", "no_position_ids"])
+def test_module_forward_comparison_catches_a_leak(
+    rendered: list[dict], modules, monkeypatch: pytest.MonkeyPatch, leak: str
+) -> None:
+    # The comparison above must fail when the mask leaks: make the module's model run with
+    # a KV cache (transformers then skips packed detection) or without the position ids.
+    module = modules["sdpa"]
+    forward = module.model.forward
+
+    def leaking(*args, **kwargs):
+        if leak == "use_cache":
+            kwargs["use_cache"] = True
+        else:
+            kwargs.pop("position_ids", None)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(module.model, "forward", leaking)
+    diffs = _module_packed_vs_alone(module, rendered)
+    firsts = {0, 3, 6}  # a row's first sample sees only itself, leak or not
+    assert all(diffs[k] < 1e-5 for k in firsts), diffs
+    assert all(diffs[k] > 1e-2 for k in range(9) if k not in firsts), diffs
 
 
 # -- the resumable micro-batch stream --------------------------------------------------------
