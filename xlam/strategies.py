@@ -8,9 +8,10 @@ DeepSpeed is written to the run directory.
 
 Lightning's DeepSpeed strategy refuses non-CUDA accelerators, although DeepSpeed itself runs
 on the CPU (``DS_ACCELERATOR=cpu``, gloo). :class:`XlamDeepSpeedStrategy` lifts that
-restriction so multi-process ZeRO-2/3 runs are tested on CPU in CI, and fixes two details:
-gradients are divided by the accumulation count once (Lightning and DeepSpeed each did it)
-and checkpoints are saved atomically.
+restriction so multi-process ZeRO-2/3 runs are tested on CPU in CI, and fixes three details:
+gradients are divided by the accumulation count once (Lightning and DeepSpeed each did it),
+checkpoints are saved atomically, and a resume restores every trainable parameter or stops
+(Lightning loads LoRA module states non-strictly).
 """
 
 from __future__ import annotations
@@ -442,6 +443,46 @@ class XlamDeepSpeedStrategy(DeepSpeedStrategy):
         if self.is_global_zero:
             replace_path(tmp, target)
         self.barrier("xlam_ckpt_swapped")
+
+    def load_checkpoint(
+        self, checkpoint_path: Any, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Lightning's, with the module states checked before they are loaded.
+
+        Lightning lets the engine load them non-strictly under LoRA (frozen weights are not
+        saved), so a renamed adapter would silently keep its initial value. Every trainable
+        parameter must be in the checkpoint and nothing else may be
+        (:func:`~xlam.models.components.lora.check_trainable_state`). A single-file ZeRO-3
+        checkpoint (``load_full_weights``) goes through the module's ``on_load_checkpoint``.
+        """
+        if self.load_full_weights and self.zero_stage_3:
+            return super().load_checkpoint(checkpoint_path, weights_only)
+        from lightning.pytorch.strategies.deepspeed import _validate_checkpoint_directory
+        from lightning.pytorch.trainer.states import TrainerFn
+        from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+        from xlam.models.components.lora import check_trainable_state
+
+        _validate_checkpoint_directory(checkpoint_path)
+        module = self.lightning_module
+        assert module is not None
+
+        def load_module(src: dict[str, Any], dst: torch.nn.Module) -> None:
+            # `dst` is the engine's module; `src` the saved module states, in its naming.
+            check_trainable_state(src.keys(), dst, f"DeepSpeed checkpoint {checkpoint_path}")
+            dst.load_state_dict(src, strict=False)
+
+        _, client_state = self.deepspeed_engine.load_checkpoint(
+            checkpoint_path,
+            load_optimizer_states=module.trainer.state.fn == TrainerFn.FITTING,
+            load_lr_scheduler_states=False,
+            custom_load_fn=load_module,
+        )
+        if client_state is None:
+            raise MisconfigurationException(
+                f"DeepSpeed could not load {checkpoint_path}: not a DeepSpeed checkpoint folder"
+            )
+        return client_state
 
 
 def _is_decoder_layer(module: torch.nn.Module, names: tuple[str, ...]) -> bool:

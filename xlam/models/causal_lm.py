@@ -24,6 +24,7 @@ from xlam.models.components.flops import mfu, peak_flops
 from xlam.models.components.lora import (
     LoraSettings,
     apply_lora,
+    check_trainable_state,
     quantization_config,
     trainable_summary,
 )
@@ -33,8 +34,9 @@ from xlam.models.components.loss import (
     STEP_WINDOW_KEY,
     step_loss_scale,
 )
-from xlam.models.components.schedules import build_scheduler, param_groups
+from xlam.models.components.schedules import param_groups, scheduler_factory
 from xlam.models.export import check_tokenizer_matches
+from xlam.utils.accumulation import rewind_loops, unfinished_micro_batches
 
 log = logging.getLogger(__name__)
 
@@ -77,38 +79,60 @@ class CausalLMModule(L.LightningModule):
     """Wraps a causal LM; the model is built in :meth:`configure_model`.
 
     Args:
-        path: Local folder of a pretrained model, or ``None`` to build from ``tiny_config``.
+        path: Local folder of a pretrained model, or ``None`` to build from ``from_config``.
         tokenizer_path: Folder of the tokenizer (its size sets a config-built vocabulary).
-        tiny_config: Config fields of a random-initialised model.
+        from_config: Transformers config fields (``model_type`` names the family) of a
+            random-initialised model, built when ``path`` is ``None``; ignored otherwise.
         dtype: Parameter dtype; ``auto`` follows the trainer precision (fp32 master weights
             under ``*-mixed``, bf16 under ``bf16-true``).
         attn_implementation: Attention kernel for transformers.
         optimizer: Partial of a torch optimizer (called with parameter groups).
         weight_decay: Decay for weight matrices (never for biases and norms).
-        scheduler: ``{name, warmup_steps | warmup_ratio, min_lr_ratio}``.
+        scheduler: Partial of a scheduler factory, called with the optimizer and
+            ``total_steps`` (e.g. :func:`~xlam.models.components.schedules.warmup_schedule`),
+            or a mapping of that function's arguments.
         gradient_checkpointing: Trade compute for activation memory.
         seed: Seed of a config-built model's initialisation.
         lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
         quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
+        packing_check: On the first packed batch, run its samples packed and unpacked and
+            refuse to train if they differ (:mod:`xlam.models.components.packing_check`).
+        nonfinite: What a NaN/inf gradient (or, under DeepSpeed, loss) does to an optimizer
+            step: ``stop`` the run naming the step and sources, or ``skip`` the update and
+            count it (not under DeepSpeed, which steps inside its engine).
+        max_nonfinite_skips: Under ``skip``, the run stops once more steps than this were
+            skipped: a diverged run is not left to skip silently.
     """
 
     def __init__(
         self,
         path: str | None = None,
         tokenizer_path: str | None = None,
-        tiny_config: dict[str, Any] | None = None,
+        from_config: dict[str, Any] | None = None,
         dtype: str = "auto",
         attn_implementation: str | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         weight_decay: float = 0.0,
-        scheduler: dict[str, Any] | None = None,
+        scheduler: Callable[..., Any] | dict[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         seed: int = 0,
         lora: dict[str, Any] | None = None,
         quantization: str | None = None,
+        packing_check: bool = True,
+        nonfinite: str = "stop",
+        max_nonfinite_skips: int = 10,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
+        if not path and not (from_config and tokenizer_path):
+            # Before the data is rendered with a tokenizer that is not there.
+            raise ValueError(
+                "model.path is not set: give the local model folder (model.path=/path/to/model), "
+                "or for a random-initialised model both model.from_config and "
+                "model.tokenizer_path (its vocabulary and chat template)"
+            )
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.lora = LoraSettings.from_config(lora)
         if quantization and not self.lora.enabled:
             raise ValueError(
@@ -116,20 +140,22 @@ class CausalLMModule(L.LightningModule):
                 "train, so set model.lora.enabled=true (QLoRA)"
             )
         self.optimizer_factory = optimizer
-        self.scheduler_cfg = dict(scheduler or {"name": "cosine", "warmup_ratio": 0.05})
+        self.scheduler_factory = scheduler_factory(scheduler)
         self.model: torch.nn.Module | None = None
         # Frozen base weights are rebuilt from `path`/`seed`, so checkpoints keep adapters only.
         self.strict_loading = not self.lora.enabled
         self.param_counts: dict[str, int] = {}
         self._peak_flops: float | None = None
         self._warned_no_counter = False
+        self._packing_check_pending = packing_check
+        self.nonfinite_skipped = 0  # optimizer steps skipped for a NaN/inf gradient
         self._reset_window()
         self._t_window_end: float | None = None
 
     # -- model -------------------------------------------------------------------------
     @property
     def builds_from_config(self) -> bool:
-        """Whether the model is random-initialised from ``tiny_config`` (no checkpoint)."""
+        """Whether the model is random-initialised from ``from_config`` (no checkpoint)."""
         return not self.hparams.path
 
     def configure_model(self) -> None:
@@ -149,11 +175,11 @@ class CausalLMModule(L.LightningModule):
                 "quantization_config": qconfig,
                 "device_map": {"": torch.cuda.current_device()},
             }
-        tok = AutoTokenizer.from_pretrained(hp.tokenizer_path or hp.path)
+        tok = AutoTokenizer.from_pretrained(hp.tokenizer_path or hp.path, trust_remote_code=False)
         model = build_causal_lm(
             hp.path,
             len(tok),
-            hp.tiny_config,
+            hp.from_config,
             dtype,
             hp.attn_implementation,
             hp.seed,
@@ -162,7 +188,9 @@ class CausalLMModule(L.LightningModule):
         # Fail now, not at serving time, if the exported folder would load another tokenizer.
         check_tokenizer_matches(
             tok,
-            AutoTokenizer.from_pretrained(hp.tokenizer_path or hp.path, config=model.config),
+            AutoTokenizer.from_pretrained(
+                hp.tokenizer_path or hp.path, config=model.config, trust_remote_code=False
+            ),
             f"a {model.config.model_type} model folder with this tokenizer",
         )
         if qconfig is not None:
@@ -211,6 +239,39 @@ class CausalLMModule(L.LightningModule):
         # -- end packed batches -------------------------------------------------------------
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
+    def _check_packing_once(self, batch: dict[str, Any]) -> None:
+        """Refuse to train if samples of a packed row attend to each other (first batch only).
+
+        Runs inside the training step, so the forward sees what training sees: autocast,
+        and weights gathered the same way under DDP, FSDP or DeepSpeed ZeRO-3.
+        """
+        if not self._packing_check_pending:
+            return
+        self._packing_check_pending = False
+        if "position_ids" not in batch:
+            return  # not packed
+        from xlam.models.components import packing_check as pc
+
+        t0 = time.perf_counter()
+        # Rank 0's samples on every rank: the same forwards everywhere (ZeRO-3 gathers
+        # weights in each) and the same verdict. No more rows than training runs at once.
+        samples, (rows, width) = self.trainer.strategy.broadcast(
+            (pc.split_packed_batch(batch), tuple(batch["input_ids"].shape)), src=0
+        )
+        dtype = pc.compute_dtype(self.model, self.device.type)
+        attn = str(getattr(self.model.config, "_attn_implementation", None))
+        with pc.eval_mode(self.model):
+            result = pc.compare_packed_forward(
+                self, samples, dtype, attn, width, max_rows=min(rows, 2), device=self.device
+            )
+        bad = self._all_sum(torch.tensor(float(len(result.failed)), device=self.device))
+        if bad.item() > 0:
+            raise pc.PackingLeakError(pc.leak_message(result))
+        if not result.shares_a_row:
+            log.warning("packing check: no two samples of the first batch fit one row")
+            return
+        log.info("packing check (%.1f s): %s", time.perf_counter() - t0, pc.summary(result))
+
     def model_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Forward and per-token losses; shared by training and validation.
 
@@ -237,6 +298,8 @@ class CausalLMModule(L.LightningModule):
         # kept on the device so logging costs no host sync per micro-batch.
         self._win_stats: torch.Tensor | None = None
         self._win_step_tokens: torch.Tensor | None = None
+        self._win_ids: list[str] = []
+        self._win_sources: dict[str, torch.Tensor] = {}
 
     def _world_accum(self) -> tuple[int, int]:
         trainer = self._trainer
@@ -280,6 +343,7 @@ class CausalLMModule(L.LightningModule):
             self._t_window_end = time.perf_counter()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self._check_packing_once(batch)
         out = self.model_step(batch)
         world, accum = self._world_accum()
         n_step = self._step_tokens(batch, out["n_sup"])
@@ -309,6 +373,7 @@ class CausalLMModule(L.LightningModule):
             for name, v in by_source.items():
                 acc[name] = acc[name] + v if name in acc else v
             if self._is_window_end(batch, batch_idx):
+                self._win_sources = dict(acc)
                 kw = {"on_step": True, "on_epoch": False, "batch_size": 1}
                 for name, v in acc.items():  # this rank's token-mean loss of each source
                     self.log(f"train/loss/{name}", v[0] / v[1].clamp(min=1), **kw)
@@ -317,7 +382,20 @@ class CausalLMModule(L.LightningModule):
                 for name, n in batch.get("stream_state", {}).get("seen", {}).items():
                     self.log(f"train/samples/{name}", float(n), **kw)
         # -- end per-source metrics -------------------------------------------------------
+        self._win_ids.extend(batch.get("ids") or [])
+        if self._is_deepspeed() and self._is_window_end(batch, batch_idx):
+            # The engine steps right after this backward: check the step's loss on all ranks.
+            bad = self._all_sum((~torch.isfinite(self._win_stats[:1])).double())
+            if bool(bad.item()):
+                self._on_nonfinite("loss")
         return loss
+
+    def on_fit_start(self) -> None:
+        if self.hparams.nonfinite == "skip" and self._is_deepspeed():
+            raise ValueError(
+                "model.nonfinite=skip is not available under DeepSpeed (its engine steps "
+                "inside backward); use model.nonfinite=stop"
+            )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called before clipping, after DDP reduction and unscaling: the true gradient norm.
@@ -330,7 +408,37 @@ class CausalLMModule(L.LightningModule):
         sq = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum()
         if "fsdp" in type(self.trainer.strategy).__name__.lower():
             sq = self._all_sum(sq)  # each rank holds a disjoint shard of the gradients
+        # fp16 loss scaling skips overflowing steps itself; everywhere else a NaN/inf is ours.
+        # Gradients are reduced across ranks by now, so every rank takes the same decision.
+        finite = str(self.trainer.precision) == "16-mixed" or bool(torch.isfinite(sq))
+        if not finite and self._on_nonfinite(f"gradient norm {float(sq.sqrt())}"):
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None  # torch optimizers leave a parameter without grad as is
+            return
         self.log("train/grad_norm", sq.sqrt(), on_step=True, on_epoch=False)
+
+    def _on_nonfinite(self, what: str) -> bool:
+        """Apply ``model.nonfinite`` to this step; True when the update is to be skipped."""
+        bad = sorted(n for n, v in self._win_sources.items() if not torch.isfinite(v[0]))
+        where = (
+            f"non-finite {what} at step {self.global_step}; sources with a non-finite loss "
+            f"in this step on rank {self.global_rank}: {bad or 'none (overflow in backward)'}; "
+            f"samples: {self._win_ids[:8]}"
+        )
+        if self.hparams.nonfinite == "stop":
+            raise FloatingPointError(
+                f"{where}. model.nonfinite=skip skips such steps and counts them"
+            )
+        self.nonfinite_skipped += 1
+        if self.nonfinite_skipped > self.hparams.max_nonfinite_skips:
+            raise FloatingPointError(
+                f"{where}: {self.nonfinite_skipped} steps skipped so far, more than "
+                f"model.max_nonfinite_skips={self.hparams.max_nonfinite_skips}"
+            )
+        log.warning("%s: update skipped (%d so far)", where, self.nonfinite_skipped)
+        self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True)
+        return True
 
     def configure_gradient_clipping(
         self,
@@ -419,13 +527,7 @@ class CausalLMModule(L.LightningModule):
         groups = param_groups(self.model, self.hparams.weight_decay)
         opt = self.optimizer_factory(groups)
         total = int(self.trainer.estimated_stepping_batches)
-        cfg = self.scheduler_cfg
-        warmup = cfg.get("warmup_steps")
-        if warmup is None:
-            warmup = round(cfg.get("warmup_ratio", 0.0) * total)
-        sched = build_scheduler(
-            opt, cfg.get("name", "cosine"), int(warmup), total, cfg.get("min_lr_ratio", 0.0)
-        )
+        sched = self.scheduler_factory(opt, total_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def optimizer_description(self) -> dict[str, Any]:
@@ -443,13 +545,22 @@ class CausalLMModule(L.LightningModule):
                     "no_decay": "biases and norm weights",
                 },
             }
+        sched = self.scheduler_factory
+        sched_func = getattr(sched, "func", sched)
         return {
             "optimizer": opt,
-            "scheduler": {k: _plain(v) for k, v in self.scheduler_cfg.items()},
+            "scheduler": {
+                "type": f"{sched_func.__module__}.{sched_func.__qualname__}",
+                "params": {k: _plain(v) for k, v in getattr(sched, "keywords", {}).items()},
+            },
         }
 
     # -- checkpoints -------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Saved inside an accumulation window: resume at its start (the data cursor and
+        # source counts rewind themselves; see xlam/utils/accumulation.py).
+        rewind_loops(checkpoint, unfinished_micro_batches(self._trainer))
+        checkpoint["xlam"] = {"nonfinite_skipped": self.nonfinite_skipped}
         if not self.lora.enabled or "state_dict" not in checkpoint:
             return
         # The frozen base is rebuilt from `path` (or `seed`) on load; keep what trains.
@@ -457,3 +568,16 @@ class CausalLMModule(L.LightningModule):
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if k in trainable
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_skipped = int(checkpoint.get("xlam", {}).get("nonfinite_skipped", 0))
+        # Called before the state dict is loaded, non-strictly under LoRA (the frozen base
+        # is not saved): a renamed or missing adapter must stop the run, not train from its
+        # initial value. DeepSpeed loads its module states itself and checks them there
+        # (XlamDeepSpeedStrategy.load_checkpoint); its checkpoint dict has no state_dict.
+        state = checkpoint.get("state_dict")
+        if state is None or self.model is None:
+            return
+        trainer = self._trainer
+        path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+        check_trainable_state(state.keys(), self, f"checkpoint {path}" if path else "checkpoint")

@@ -1,11 +1,13 @@
 """LoRA and QLoRA: per-family target modules, adapter wrapping, nf4 quantization.
 
 Pure helpers around peft and bitsandbytes, without Lightning, so the same code builds the
-model for training and rebuilds it for export.
+model for training and rebuilds it for export; and the check that a checkpoint restores
+every trainable parameter (:func:`check_trainable_state`), whatever strategy saved it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,3 +153,57 @@ def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
         total += n
         trainable += n if p.requires_grad else 0
     return {"params": total, "trainable_params": trainable}
+
+
+class TrainableStateMismatch(RuntimeError):
+    """A checkpoint does not hold exactly the trainable state of the model it resumes."""
+
+
+def _show(keys: list[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit]) or "none"
+    return shown + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def trainable_state_mismatch(
+    saved: Iterable[str], model: torch.nn.Module
+) -> tuple[list[str], list[str]]:
+    """The missing and unexpected keys of a checkpoint's state dict for ``model``.
+
+    Every trainable parameter (full weights, LoRA adapters, ``modules_to_save`` copies) must
+    be in ``saved``. Frozen weights may be absent: LoRA checkpoints leave out the base, which
+    is rebuilt from ``path``/``seed``. A model without frozen weights needs every key of its
+    state dict, as a strict ``load_state_dict`` does. A key the model lacks is unexpected.
+
+    Returns:
+        ``(missing, unexpected)``, sorted.
+    """
+    have = set(saved)
+    params = dict(model.named_parameters())
+    known = set(model.state_dict().keys())
+    if all(p.requires_grad for p in params.values()):
+        required = known
+    else:
+        required = {name for name, p in params.items() if p.requires_grad}
+    return sorted(required - have), sorted(have - known)
+
+
+def check_trainable_state(saved: Iterable[str], model: torch.nn.Module, source: str) -> None:
+    """Raise unless ``saved`` restores every trainable parameter of ``model`` and no more.
+
+    Args:
+        saved: Keys of the checkpoint's state dict, in ``model``'s naming.
+        model: The model being restored, built as for training (adapters applied).
+        source: The checkpoint, as named in the error.
+
+    Raises:
+        TrainableStateMismatch: Naming the missing and the unexpected keys.
+    """
+    missing, unexpected = trainable_state_mismatch(saved, model)
+    if missing or unexpected:
+        raise TrainableStateMismatch(
+            f"{source} does not restore the trainable state of the model: "
+            f"{len(missing)} missing keys (in the model, not in the checkpoint): "
+            f"{_show(missing)}; {len(unexpected)} unexpected keys (in the checkpoint, not in "
+            f"the model): {_show(unexpected)}. "
+            "Resume with the model and model.lora settings the checkpoint was trained with."
+        )
