@@ -162,7 +162,7 @@ def main() -> None:
     res["plan_count_s"] = round(time.perf_counter() - t0 + _time(d.total_rows), 3)
     window = d.packing.window
     state = d.state_dict()
-    state["sampler"].update(position=args.resume_at // window * window, bins_done=3)
+    state["stream"].update(position=args.resume_at // window * window, bins_done=3)
 
     t0 = time.perf_counter()
     d = dm(long, cache, 4096, batch_size=8)

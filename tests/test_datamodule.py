@@ -88,14 +88,27 @@ class Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
+class _StopAfter(L.Callback):
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True
+
+
 def _fit(
     dm: TrajectoryDataModule,
     root: Path,
     max_steps: int,
     ckpt: str | None = None,
     every: int | None = None,
+    stop_after: int | None = None,
 ) -> Recorder:
-    cbs = []
+    cbs: list[L.Callback] = []
+    if stop_after:
+        # The plan is sized for max_steps: an interrupted run has the same max_steps.
+        cbs.append(_StopAfter(stop_after))
     if every:
         cbs.append(
             L.pytorch.callbacks.ModelCheckpoint(
@@ -158,10 +171,10 @@ def test_resume_through_the_trainer_continues_the_exact_stream(
     assert len(set(flat)) == len(flat)  # nothing repeats within the run
 
     stop = 5
-    first = _fit(_dm(cache, **kw), tmp_path / "a", stop + 2, every=stop).seen
+    first = _fit(_dm(cache, **kw), tmp_path / "a", steps, every=stop, stop_after=stop + 2).seen
     assert first[:stop] == full[:stop]
     ckpt = torch.load(tmp_path / "a" / f"step={stop}.ckpt", weights_only=False)
-    state = ckpt["TrajectoryDataModule"]["sampler"]
+    state = ckpt["TrajectoryDataModule"]["stream"]
     assert state["step"] == stop  # the prefetched batches were not counted
     rest = _fit(
         _dm(cache, **kw), tmp_path / "b", steps, ckpt=str(tmp_path / "a" / f"step={stop}.ckpt")

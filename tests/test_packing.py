@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from xlam.data.collate import packed_collate, pad_collate
-from xlam.data.packing import (
-    MicroBatchStream,
-    PackingConfig,
-    StreamState,
-    best_fit_decreasing,
-    packing_efficiency,
-)
+from xlam.data.packing import best_fit_decreasing, packing_efficiency
 from xlam.data.render import IGNORE_INDEX
-from xlam.data.sampler import BalancedSampler, SampleRef
 from xlam.models.components.metrics import per_sample_losses, per_source_losses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +113,7 @@ def rendered(tiny_tokenizer) -> list[dict]:
 def _tiny_model(vocab: int, attn: str) -> torch.nn.Module:
     from xlam.models.components.build import build_causal_lm
 
-    cfg = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())["tiny_config"]
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "default.yaml").read_text())["from_config"]
     return build_causal_lm(None, vocab, cfg, "float32", attn, 0).eval()
 
 
@@ -203,7 +193,7 @@ def test_packed_losses_equal_unpacked_on_cuda(
         pytest.skip("flash-attn is not installed")
     from xlam.models.components.build import build_causal_lm
 
-    cfg = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())["tiny_config"]
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "default.yaml").read_text())["from_config"]
     model = build_causal_lm(None, len(tiny_tokenizer), cfg, dtype, attn, 0).cuda().eval()
     packed, alone, _ = _packed_vs_unpacked(model, rendered, tiny_tokenizer.pad_token_id, "cuda")
     assert torch.equal(packed[:, 1], alone[:, 1])
@@ -286,103 +276,3 @@ def test_module_forward_comparison_catches_a_leak(
     firsts = {0, 3, 6}  # a row's first sample sees only itself, leak or not
     assert all(diffs[k] < 1e-5 for k in firsts), diffs
     assert all(diffs[k] > 1e-2 for k in range(9) if k not in firsts), diffs
-
-
-# -- the resumable micro-batch stream --------------------------------------------------------
-class FakeLengths:
-    """Deterministic lengths per (source, record); zero marks an unusable sample."""
-
-    def __init__(self, sizes: dict[str, int], cap: int) -> None:
-        rng = np.random.default_rng(0)
-        self.table = {k: rng.integers(20, cap, size=n) for k, n in sizes.items()}
-        self.table["b"][3] = 0
-
-    def lengths(self, refs: Sequence[SampleRef]) -> list[int]:
-        return [int(self.table[r.source][r.index]) for r in refs]
-
-    def plan_lengths(self, name: str, records: np.ndarray) -> np.ndarray:
-        return self.table[name][records]
-
-
-SIZES = {"a": 40, "b": 25, "c": 12}
-PLAN = {"a": 80, "b": 25, "c": 30}
-
-
-def _stream(
-    rank: int = 0, world: int = 1, batch: int = 2, window: int = 16, packed: bool = True
-) -> MicroBatchStream:
-    cfg = PackingConfig(enabled=packed, seq_length=300, window=window)
-    sampler = BalancedSampler(SIZES, PLAN, seed=3)
-    return MicroBatchStream(sampler, batch, rank, world, cfg, FakeLengths(SIZES, 300))
-
-
-def _positions(mbs) -> list[int]:
-    return [r.position for mb in mbs for row in mb.rows for r in row]
-
-
-def test_packed_stream_uses_every_sample_once() -> None:
-    st = _stream()
-    mbs = list(st.batches())
-    assert len(mbs) == st.num_batches() == st.count_bins() // st.span
-    assert mbs[-1].state.step == len(mbs)
-    pos = _positions(mbs)
-    assert len(pos) == len(set(pos))
-    for mb in mbs:
-        assert len(mb.rows) == 2
-        for row in mb.rows:
-            assert sum(st.lengths.lengths(row)) <= 300
-    # One bin per micro-batch drops nothing: every usable sample exactly once.
-    one = _positions(list(_stream(batch=1).batches()))
-    usable = [
-        r.position for r in st.sampler.refs(0, st.sampler.total) if st.lengths.lengths([r])[0] > 0
-    ]
-    assert sorted(one) == usable == sorted(set(one))
-    assert set(pos) <= set(one)  # a larger batch only drops the last partial micro-batch
-
-
-@pytest.mark.parametrize("packed", [True, False])
-def test_stream_resumes_exactly_from_every_state(packed: bool) -> None:
-    full = list(_stream(packed=packed).batches())
-    ref = [[r.position for row in mb.rows for r in row] for mb in full]
-    for k in range(len(full)):
-        state = StreamState.from_dict(full[k].state.to_dict())
-        rest = list(_stream(packed=packed).batches(state))
-        got = [[r.position for row in mb.rows for r in row] for mb in rest]
-        assert got == ref[k + 1 :], k  # none skipped, none repeated
-        if k + 1 < len(full):
-            assert rest[0].state == full[k + 1].state
-
-
-@pytest.mark.parametrize("packed", [True, False])
-def test_ranks_are_disjoint_in_lockstep(packed: bool) -> None:
-    world = 3
-    per_rank = [list(_stream(r, world, packed=packed).batches()) for r in range(world)]
-    assert len({len(x) for x in per_rank}) == 1  # same number of steps on every rank
-    for step in zip(*per_rank, strict=True):
-        assert len({mb.state.to_dict().__repr__() for mb in step}) == 1  # identical state
-    pos = [p for x in per_rank for p in _positions(x)]
-    assert len(pos) == len(set(pos))
-    single = _positions(list(_stream(0, 1, batch=2 * world, packed=packed).batches()))
-    assert sorted(pos) == sorted(single)  # same bins, dealt differently
-
-
-def test_worker_shards_partition_the_batches() -> None:
-    full = list(_stream().batches())
-    shards = [list(_stream().batches(shard=(w, 3))) for w in range(3)]
-    merged = [shards[g % 3][g // 3] for g in range(len(full))]
-    assert [_positions([m]) for m in merged] == [_positions([m]) for m in full]
-
-
-def test_seen_counts_are_global_and_exact() -> None:
-    st = _stream(packed=False)
-    last = list(st.batches())[-1].state
-    assert sum(last.seen.values()) == last.position
-    assert last.seen == dict(zip(st.sampler.names, st.sampler.counts_before(last.position)))
-    packed = list(_stream().batches())
-    counted = Counter(r.source for mb in packed for row in mb.rows for r in row)
-    assert all(packed[-1].state.seen[k] >= counted[k] for k in counted)
-
-
-def test_state_from_other_packing_is_rejected() -> None:
-    with pytest.raises(ValueError, match="window"):
-        list(_stream(window=16).batches(StreamState(position=8)))

@@ -8,13 +8,10 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from conftest import QUIET, batch_ids, batch_records, launch_cli, step_metrics
 
 from xlam.train import train
 from xlam.utils.hydra import compose_config
@@ -29,9 +27,7 @@ from xlam.utils.hydra import compose_config
 ACCUM = 4
 STEPS = 4
 ARGS = [
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
-    "callbacks.progress_bar=null",
+    *QUIET,
     "data.val_size=0",
     "data.batch_size=1",
     f"trainer.max_steps={STEPS}",
@@ -111,7 +107,7 @@ def test_checkpoint_inside_window_resumes_exactly(
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     # Both save points resume at micro-batch 4 or 8: the start of an unfinished window.
     start = micro + 1 - (micro + 1) % ACCUM if (micro + 1) % ACCUM == 0 else micro - micro % ACCUM
-    assert state["TrajectoryDataModule"]["sampler"]["step"] == start
+    assert state["TrajectoryDataModule"]["stream"]["step"] == start
     assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["stream"]["step"] == (
         start
     )
@@ -135,15 +131,6 @@ def test_checkpoint_inside_window_resumes_exactly(
 
 
 # -- real pre-emption signals ------------------------------------------------------------
-XLAM_TRAIN = shutil.which("xlam-train") or str(Path(sys.executable).parent / "xlam-train")
-ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "WANDB_MODE": "offline",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HYDRA_FULL_ERROR": "1",
-    "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-}
 SUB_ARGS = [*ARGS, "callbacks=debug", "callbacks.progress_bar=null"]
 
 
@@ -160,37 +147,12 @@ class SignalAt(L.Callback):
 
 
 def _launch(run: Path, cwd: Path, extra: list[str] = ()) -> subprocess.Popen:
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [XLAM_TRAIN, *SUB_ARGS, f"hydra.run.dir={run}", *extra],
-        cwd=cwd,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # tests/ is on the subprocess's PYTHONPATH (conftest.ENV): configs can name SignalAt.
+    return launch_cli([*SUB_ARGS, f"hydra.run.dir={run}", *extra], cwd)
 
 
 def _csv(run: Path) -> dict[int, tuple[float, float]]:
-    with (run / "csv" / "metrics.csv").open() as f:
-        return {
-            int(r["step"]): (float(r["train/loss"]), float(r["train/grad_norm"]))
-            for r in csv.DictReader(f)
-            if r.get("train/loss")
-        }
-
-
-def _ids(run: Path) -> dict[tuple[int, int], list[str]]:
-    out = {}
-    for line in (run / "debug" / "batches-rank0.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[(rec["step"], rec["micro"])] = rec["ids"]  # the last record of a micro-batch trained
-    return out
-
-
-def _micro_batches_logged(run: Path) -> int:
-    log = run / "debug" / "batches-rank0.jsonl"
-    return len(log.read_text().splitlines()) if log.is_file() else 0
+    return {s: (m["train/loss"], m["train/grad_norm"]) for s, m in step_metrics(run).items()}
 
 
 def test_real_preemption_signals_resume_exactly(tmp_path: Path) -> None:
@@ -209,7 +171,7 @@ def test_real_preemption_signals_resume_exactly(tmp_path: Path) -> None:
     # SIGTERM from outside, wherever it lands once a few micro-batches have trained.
     term = _launch(term_dir, tmp_path / "c")
     deadline = time.time() + 300
-    while time.time() < deadline and term.poll() is None and _micro_batches_logged(term_dir) < 6:
+    while time.time() < deadline and term.poll() is None and len(batch_records(term_dir)) < 6:
         time.sleep(0.02)
     assert term.poll() is None, "the run ended before the signal"
     os.kill(term.pid, signal.SIGTERM)
@@ -221,7 +183,7 @@ def test_real_preemption_signals_resume_exactly(tmp_path: Path) -> None:
         hpc = list(run.glob("hpc_ckpt_*.ckpt"))
         assert len(hpc) == 1, run
         step = torch.load(hpc[0], map_location="cpu", weights_only=False)["TrajectoryDataModule"][
-            "sampler"
+            "stream"
         ]["step"]
         # Saved after micro-batch 5 (SIGUSR1) or wherever SIGTERM landed: a window's start.
         assert step == 4 if run == usr1_dir else step % ACCUM == 0, (run.name, step)
@@ -234,6 +196,6 @@ def test_real_preemption_signals_resume_exactly(tmp_path: Path) -> None:
         for step in a:
             assert abs(a[step][0] - b[step][0]) < 1e-5, (run.name, step, a[step], b[step])
             assert abs(a[step][1] - b[step][1]) < 1e-5, (run.name, step, a[step], b[step])
-        assert _ids(ref_dir) == _ids(run)
+        assert batch_ids(ref_dir) == batch_ids(run)
         record = json.loads(max(run.glob("run-*.json"), key=os.path.getmtime).read_text())
         assert "hpc_ckpt_" in record["resumed_from"]

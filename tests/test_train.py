@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_QWEN2, train_losses
 
 from xlam.train import train
 from xlam.utils.hydra import compose_config
@@ -21,11 +21,6 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, P
     return metrics, objects, out / "run"
 
 
-def _losses(run_dir: Path) -> list[float]:
-    with (run_dir / "csv" / "metrics.csv").open() as f:
-        return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
-
-
 def test_fast_dev_run(tmp_path: Path) -> None:
     cfg = compose_config(["debug=fdr"], output_dir=tmp_path)
     metrics, objects = train(cfg)
@@ -35,7 +30,7 @@ def test_fast_dev_run(tmp_path: Path) -> None:
 
 def test_default_loss_falls(default_run: tuple[dict, dict, Path]) -> None:
     _, objects, run_dir = default_run
-    losses = _losses(run_dir)
+    losses = list(train_losses(run_dir).values())
     assert len(losses) == objects["trainer"].global_step >= 20
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < first, (first, last)
@@ -48,12 +43,12 @@ def test_default_run_outputs(default_run: tuple[dict, dict, Path]) -> None:
     assert ckpt["global_step"] == objects["trainer"].global_step
     # The stream state travels with the checkpoint: it points past the last trained step,
     # and (the default plan packs into whole steps) every source gave exactly its plan.
-    stream = ckpt["TrajectoryDataModule"]["sampler"]
+    stream = ckpt["TrajectoryDataModule"]["stream"]
     assert stream["step"] == ckpt["global_step"]
     assert stream["seen"] == objects["datamodule"].plan
     record_path = run_dir / f"run-{objects['run_id']}.json"
     record = json.loads(record_path.read_text())
-    assert record["config"]["model"]["tiny_config"]["model_type"] == "qwen2"
+    assert record["config"]["model"]["from_config"]["model_type"] == "qwen2"
     sources = record["mixture"]["sources"]
     assert set(sources) == {"fc_single", "multi_turn", "chat"}
     assert all(s["planned"] > 0 for s in sources.values())
@@ -82,16 +77,8 @@ def test_config_built_weights_ignore_the_init_device() -> None:
     # FSDP and ZeRO-3 on the CPU, meta for empty init): a seed must give the same weights.
     from xlam.models.components.build import build_causal_lm
 
-    tiny = {
-        "model_type": "qwen2",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-    }
-    plain = build_causal_lm(None, 128, tiny, "float32", None, seed=3).state_dict()
+    plain = build_causal_lm(None, 128, TINY_QWEN2, "float32", None, seed=3).state_dict()
     with torch.device("meta"):
-        other = build_causal_lm(None, 128, tiny, "float32", None, seed=3).state_dict()
+        other = build_causal_lm(None, 128, TINY_QWEN2, "float32", None, seed=3).state_dict()
     assert plain.keys() == other.keys()
     assert all(torch.equal(plain[k], other[k]) for k in plain)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from xlam.data.cache import (
     CacheInfo,
@@ -26,7 +26,7 @@ from xlam.data.cache import (
     memo,
     render_source,
 )
-from xlam.data.collate import packed_collate, pad_collate
+from xlam.data.collate import pad_collate
 from xlam.data.losses import MAX_EXAMPLES, DataLossError, SourceLedger
 from xlam.data.mixture import (
     DataConfig,
@@ -36,12 +36,18 @@ from xlam.data.mixture import (
     probabilities,
     sources_from_config,
 )
-from xlam.data.packing import MicroBatch, MicroBatchStream, PackingConfig, StreamState
+from xlam.data.packing import PackingConfig
 from xlam.data.render import RenderError, RenderOptions, truncate_sample
 from xlam.data.sampler import BalancedSampler, SampleRef
 from xlam.data.sources import StreamingSource, count_records, load_source
+from xlam.data.stream import (
+    MicroBatchStream,
+    ResumableLoader,
+    StreamCursor,
+    StreamState,
+    TrainStream,
+)
 from xlam.models.components.loss import StepTokenCounter
-from xlam.utils.accumulation import unfinished_micro_batches
 
 log = logging.getLogger(__name__)
 
@@ -254,104 +260,6 @@ class SampleStore:
         return [{**s, "source": ref.source, "position": ref.position} for s in samples]
 
 
-class _Cursor:
-    """The committed stream state, shared by the datamodule and its train loader.
-
-    It keeps the states after the last few micro-batches too: a checkpoint saved inside an
-    accumulation window resumes at the window's start (:mod:`xlam.utils.accumulation`).
-    """
-
-    def __init__(self) -> None:
-        self._history: deque[StreamState] = deque([StreamState()], maxlen=2)
-        self.trainer: Any = None
-
-    @property
-    def state(self) -> StreamState:
-        """Past the last micro-batch handed to the model."""
-        return self._history[-1]
-
-    @state.setter
-    def state(self, state: StreamState) -> None:
-        self._history = deque([state], maxlen=self._history.maxlen)
-
-    def commit(self, state: StreamState, keep: int) -> None:
-        """Advance past one more micro-batch, remembering the last ``keep`` states."""
-        if self._history.maxlen != keep + 1:
-            self._history = deque(self._history, maxlen=keep + 1)
-        self._history.append(state)
-
-    def resumable(self) -> StreamState:
-        """Where a checkpoint saved now resumes: the start of an unfinished window."""
-        back = unfinished_micro_batches(self.trainer)
-        if back == 0:
-            return self.state
-        if back >= len(self._history):
-            raise RuntimeError(
-                f"a checkpoint inside an accumulation window must rewind {back} "
-                f"micro-batches, but the data cursor only remembers {len(self._history) - 1}"
-            )
-        state = self._history[-1 - back]
-        if state.step != self.state.step - back:
-            raise RuntimeError(
-                f"data cursor at micro-batch {self.state.step} cannot rewind {back} to the "
-                f"window start: it holds micro-batch {state.step} there"
-            )
-        return state
-
-
-class _TrainStream(IterableDataset):
-    """Yields this rank's collated micro-batches from the committed stream state."""
-
-    def __init__(
-        self, stream: MicroBatchStream, store: SampleStore, pad_id: int, cursor: _Cursor
-    ) -> None:
-        self.stream = stream
-        self.store = store
-        self.pad_id = pad_id
-        self.cursor = cursor
-
-    def collate(self, mb: MicroBatch) -> dict[str, Any]:
-        rows = [[s for ref in row for s in self.store.fetch(ref)] for row in mb.rows]
-        if self.stream.packing is not None:
-            batch = packed_collate(rows, self.pad_id)
-        else:
-            batch = pad_collate([s for row in rows for s in row], self.pad_id)
-        # Travels with the batch: committed when the batch reaches the model, so a
-        # checkpoint never counts batches that were only prefetched.
-        batch["stream_state"] = mb.state.to_dict()
-        return batch
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        shard = (info.id, info.num_workers) if info is not None else (0, 1)
-        for mb in self.stream.batches(self.cursor.state, shard):
-            yield self.collate(mb)
-
-    def __len__(self) -> int:
-        # The whole run, not what is left: Lightning compares it with its own (restored)
-        # batch counter.
-        return self.stream.num_batches()
-
-
-class _ResumableLoader(DataLoader):
-    """The train DataLoader; its state is the stream state, so Lightning knows it resumes.
-
-    The datamodule's checkpoint entry is the one that is validated and restored; this copy
-    only tells Lightning the truth (and restores the same state if it is loaded last).
-    """
-
-    def __init__(self, dataset: _TrainStream, num_workers: int) -> None:
-        super().__init__(dataset, batch_size=None, num_workers=num_workers)
-        self.cursor = dataset.cursor
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"stream": self.cursor.resumable().to_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state and "stream" in state:
-            self.cursor.state = StreamState.from_dict(state["stream"])
-
-
 class TrajectoryDataModule(L.LightningDataModule):
     """Owns the mixture, the renderer cache and the balanced, packed, resumable stream.
 
@@ -444,7 +352,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.store: SampleStore | None = None
         self.sampler: BalancedSampler | None = None
         self.stream: MicroBatchStream | None = None
-        self._cursor = _Cursor()
+        self._cursor = StreamCursor()
         self._pending_state: dict[str, Any] | None = None
         self._bins: int | None = None
         self._sized_for: tuple[int, int, int] | None = None
@@ -789,12 +697,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.stream is None or self.store is None:
             self.setup("fit")
         assert self.stream is not None and self.store is not None
-        dataset = _TrainStream(self.stream, self.store, self.pad_id, self._cursor)
+        dataset = TrainStream(self.stream, self.store, self.pad_id, self._cursor)
         # Each micro-batch carries its optimizer step's supervised-token count: the loss is
         # a token mean over the whole step (xlam/models/components/loss.py).
         trainer = getattr(self, "trainer", None)
         accum = trainer.accumulate_grad_batches if trainer is not None else 1
-        return StepTokenCounter(_ResumableLoader(dataset, self.num_workers), accum)
+        return StepTokenCounter(ResumableLoader(dataset, self.num_workers), accum)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_samples:
@@ -828,7 +736,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             return {}
         st = self._cursor.resumable()
         return {
-            "sampler": {
+            "stream": {
                 **st.to_dict(),
                 "consumed": sum(st.seen.values()),
                 "seed": self.seed,
@@ -847,7 +755,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             self._restore(state_dict)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        st = state["sampler"]
+        st = state["stream"] if "stream" in state else state["sampler"]  # before 2026-12
         problems = []
         if st.get("seed", self.seed) != self.seed:
             problems.append(f"seed {st['seed']} -> {self.seed}")

@@ -1,4 +1,4 @@
-"""A balanced, deterministic, rank-aware and resumable multi-source sampler.
+"""A balanced, deterministic multi-source sampler: stream position -> sample, in O(S² log N).
 
 The sampler plans the whole run up front: source ``s`` delivers ``c_s`` samples (its
 planned ``size × epochs``), and the run is one *global stream* of ``N = Σ c_s`` positions.
@@ -36,23 +36,18 @@ of their keys are smaller, computed arithmetically; how many draws of each sourc
 position ``p`` is then a binary search per source: ``O(S² log N)`` integer operations, the
 same at position 10 or 10⁹. From there a heap merges the sources at ``O(log S)`` per sample.
 
-Ranks. :meth:`BalancedSampler.__iter__` deals the stream in global micro-batches of
-``block × world_size`` positions: rank ``r`` takes the ``r``-th contiguous block of each.
-Ranks are disjoint, every rank's micro-batch is a contiguous (hence balanced) slice of the
-interleaved stream, and the state is one global position, which also stays exact when a run
-resumes with another world size. No Lightning imports here.
+Ranks, micro-batches and the resumable state live in :mod:`xlam.data.stream`. No Lightning
+imports here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
-import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -96,15 +91,11 @@ class BalancedSampler:
         sizes: Number of records per source.
         planned: Number of samples each source delivers over the run.
         seed: Base seed.
-        rank: This process's rank (used by :meth:`__iter__`).
-        world_size: Number of data-parallel ranks.
-        block: Consecutive positions a rank takes per global micro-batch (its batch size).
         epoch: Run epoch; a new epoch re-draws phases and permutations.
         streaming: Names of sources whose records are not permuted by the sampler.
 
     Raises:
-        ValueError: On an impossible rank, a planned source without records, or a block
-            smaller than one.
+        ValueError: On a planned source without records.
     """
 
     def __init__(
@@ -112,16 +103,9 @@ class BalancedSampler:
         sizes: Mapping[str, int],
         planned: Mapping[str, int],
         seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        block: int = 1,
         epoch: int = 0,
         streaming: set[str] | frozenset[str] = frozenset(),
     ) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} not in [0, {world_size})")
-        if block < 1:
-            raise ValueError(f"block must be >= 1, got {block}")
         for name, n in planned.items():
             if n > 0 and sizes.get(name, 0) <= 0:
                 raise ValueError(f"source {name!r} plans {n} samples but has no records")
@@ -129,11 +113,7 @@ class BalancedSampler:
         self.planned = {k: int(v) for k, v in planned.items() if v > 0}
         self.names = sorted(self.planned)
         self.seed = int(seed)
-        self.rank = rank
-        self.world_size = world_size
-        self.block = block
         self.streaming = frozenset(streaming)
-        self.position = 0
         self._perms: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._c = [self.planned[n] for n in self.names]
         self._size = [self.sizes[n] for n in self.names]
@@ -149,14 +129,9 @@ class BalancedSampler:
         """Samples in the whole stream (all ranks)."""
         return sum(self._c)
 
-    def __len__(self) -> int:
-        """Samples this rank sees over the whole run (complete global micro-batches only)."""
-        return (self.total // (self.block * self.world_size)) * self.block
-
     def set_epoch(self, epoch: int) -> None:
-        """Re-draw phases and permutations for a new run epoch and go back to position 0."""
+        """Re-draw phases and permutations for a new run epoch."""
         self.epoch = int(epoch)
-        self.position = 0
         self._perms.clear()
         self._a = [
             stable_seed(self.seed, self.epoch, n, "phase") % (_Q - 1) + 1 for n in self.names
@@ -270,66 +245,6 @@ class BalancedSampler:
                 out[k - k_start : k - k_start + take] = self._perm(s, cycle)[j : j + take]
             k += take
         return out
-
-    # -- this rank's view --------------------------------------------------------------
-    def rank_blocks(self, start: int | None = None) -> Iterator[tuple[list[SampleRef], int]]:
-        """Yield this rank's block of each global micro-batch and the position after it.
-
-        The global micro-batches start at ``start`` (default: :attr:`position`); a last
-        incomplete one is dropped on every rank alike, so ranks stay in step.
-        """
-        pos = self.position if start is None else start
-        span = self.block * self.world_size
-        lo = self.rank * self.block
-        stop = pos + max(self.total - pos, 0) // span * span
-        # One merge over the rest of the run: the other ranks' blocks cost a heap step each.
-        draws = self.draws(pos, stop)
-        while pos < stop:
-            refs = [
-                self.make_ref(s, k, pos + i)
-                for i, (s, k) in enumerate(itertools.islice(draws, span))
-                if lo <= i < lo + self.block
-            ]
-            pos += span
-            yield refs, pos
-
-    def __iter__(self) -> Iterator[SampleRef]:
-        """This rank's samples from :attr:`position`; the position advances per block."""
-        for refs, after in self.rank_blocks():
-            # A block is handed out whole: commit before its last sample leaves.
-            for i, ref in enumerate(refs):
-                if i == len(refs) - 1:
-                    self.position = after
-                yield ref
-
-    # -- state -------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "total": self.total,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a position saved by :meth:`state_dict` (any world size).
-
-        Raises:
-            ValueError: When the seed or the planned stream differ: the stream would not
-                continue exactly.
-        """
-        if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"sampler state has seed={state['seed']}, config has {self.seed}")
-        if state.get("total", self.total) != self.total:
-            raise ValueError(
-                f"sampler state was saved for a stream of {state['total']} samples, the "
-                f"plan now has {self.total}: the mixture changed, so the stream cannot resume "
-                "exactly (start a new run or restore the old data config)"
-            )
-        epoch = int(state.get("epoch", self.epoch))
-        if epoch != self.epoch:
-            self.set_epoch(epoch)
-        self.position = int(state["position"])
 
 
 __all__ = ["BalancedSampler", "SampleRef", "stable_seed"]
