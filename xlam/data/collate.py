@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xlam.data.render import IGNORE_INDEX
+from xlam.data.labels import IGNORE_INDEX
 
 Sample = dict[str, Any]
 

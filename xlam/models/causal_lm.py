@@ -9,7 +9,6 @@ ranks (see :mod:`xlam.models.components.loss`).
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,9 +17,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from xlam.data.render import IGNORE_INDEX
+from xlam.data.labels import IGNORE_INDEX
 from xlam.models.components.build import build_causal_lm, dtype_for_precision
-from xlam.models.components.flops import mfu, peak_flops
 from xlam.models.components.lora import (
     LoraSettings,
     apply_lora,
@@ -31,12 +29,14 @@ from xlam.models.components.lora import (
 from xlam.models.components.loss import (
     STEP_MICRO_KEY,
     STEP_TOKENS_KEY,
-    STEP_WINDOW_KEY,
     step_loss_scale,
+    window_end,
 )
+from xlam.models.components.metrics import per_source_losses
 from xlam.models.components.schedules import param_groups, scheduler_factory
-from xlam.models.export import check_tokenizer_matches
+from xlam.models.components.tokenizer import check_tokenizer_matches
 from xlam.utils.accumulation import rewind_loops, unfinished_micro_batches
+from xlam.utils.strategy import strategy_kind
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,6 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     except TypeError:
         return str(value)
-
-
-def _peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    # ru_maxrss is in KiB on Linux: the process's peak resident memory.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 class CausalLMModule(L.LightningModule):
@@ -145,12 +138,10 @@ class CausalLMModule(L.LightningModule):
         # Frozen base weights are rebuilt from `path`/`seed`, so checkpoints keep adapters only.
         self.strict_loading = not self.lora.enabled
         self.param_counts: dict[str, int] = {}
-        self._peak_flops: float | None = None
         self._warned_no_counter = False
         self._packing_check_pending = packing_check
         self.nonfinite_skipped = 0  # optimizer steps skipped for a NaN/inf gradient
         self._reset_window()
-        self._t_window_end: float | None = None
 
     # -- model -------------------------------------------------------------------------
     @property
@@ -294,12 +285,12 @@ class CausalLMModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------
     def _reset_window(self) -> None:
-        # [summed loss, real tokens, padded tokens, supervised tokens] of this rank's window,
-        # kept on the device so logging costs no host sync per micro-batch.
+        # [summed loss, supervised tokens] of this rank's window, kept on the device so
+        # logging costs no host sync per micro-batch.
         self._win_stats: torch.Tensor | None = None
         self._win_step_tokens: torch.Tensor | None = None
-        self._win_ids: list[str] = []
-        self._win_sources: dict[str, torch.Tensor] = {}
+        # What the window trained on, read only to name the culprits of a NaN/inf step.
+        self._win_batches: list[tuple[dict[str, Any], torch.Tensor]] = []
 
     def _world_accum(self) -> tuple[int, int]:
         trainer = self._trainer
@@ -334,15 +325,9 @@ class CausalLMModule(L.LightningModule):
         return trainer.strategy.reduce(value, reduce_op="sum")
 
     def _is_window_end(self, batch: dict[str, Any], batch_idx: int) -> bool:
-        if STEP_WINDOW_KEY in batch:
-            return batch[STEP_MICRO_KEY] == batch[STEP_WINDOW_KEY] - 1
-        return (batch_idx + 1) % self._world_accum()[1] == 0
+        return window_end(batch, batch_idx, self._world_accum()[1])
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._t_window_end is None:
-            self._t_window_end = time.perf_counter()
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         self._check_packing_once(batch)
         out = self.model_step(batch)
         world, accum = self._world_accum()
@@ -351,44 +336,16 @@ class CausalLMModule(L.LightningModule):
         # makes the accumulated gradient that of (Σ token losses of the step) / n_step.
         scale = step_loss_scale(world, accum, n_step)
         loss = out["loss_sum"] * scale.to(out["loss_sum"].dtype)
-        attn = batch["attention_mask"]
-        stats = torch.stack(
-            [
-                out["loss_sum"].detach().double(),
-                attn.sum().double(),
-                torch.tensor(float(attn.numel()), dtype=torch.float64, device=attn.device),
-                out["n_sup"].double(),
-            ]
-        )
+        stats = torch.stack([out["loss_sum"].detach().double(), out["n_sup"].double()])
         self._win_stats = stats if self._win_stats is None else self._win_stats + stats
-        # -- per-source metrics (sampler/packing) ----------------------------------------
-        if "sample_index" in batch:
-            from xlam.models.components.metrics import per_source_losses
-
-            acc = self.__dict__.setdefault("_source_stats", {})
-            losses = out["losses"].detach()
-            by_source = per_source_losses(
-                losses, batch["labels"], batch["sample_index"], batch["sources"]
-            )
-            for name, v in by_source.items():
-                acc[name] = acc[name] + v if name in acc else v
-            if self._is_window_end(batch, batch_idx):
-                self._win_sources = dict(acc)
-                kw = {"on_step": True, "on_epoch": False, "batch_size": 1}
-                for name, v in acc.items():  # this rank's token-mean loss of each source
-                    self.log(f"train/loss/{name}", v[0] / v[1].clamp(min=1), **kw)
-                acc.clear()
-                # Samples drawn per source so far, all ranks (from the resumable stream).
-                for name, n in batch.get("stream_state", {}).get("seen", {}).items():
-                    self.log(f"train/samples/{name}", float(n), **kw)
-        # -- end per-source metrics -------------------------------------------------------
-        self._win_ids.extend(batch.get("ids") or [])
+        self._win_batches.append((batch, out["losses"].detach()))
         if self._is_deepspeed() and self._is_window_end(batch, batch_idx):
             # The engine steps right after this backward: check the step's loss on all ranks.
             bad = self._all_sum((~torch.isfinite(self._win_stats[:1])).double())
             if bool(bad.item()):
                 self._on_nonfinite("loss")
-        return loss
+        # Per-token losses for the metrics callbacks (xlam/utils/monitors.py).
+        return {"loss": loss, "token_losses": out["losses"].detach()}
 
     def on_fit_start(self) -> None:
         if self.hparams.nonfinite == "skip" and self._is_deepspeed():
@@ -406,7 +363,7 @@ class CausalLMModule(L.LightningModule):
         if not grads:
             return
         sq = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum()
-        if "fsdp" in type(self.trainer.strategy).__name__.lower():
+        if strategy_kind(self.trainer.strategy) == "fsdp":
             sq = self._all_sum(sq)  # each rank holds a disjoint shard of the gradients
         # fp16 loss scaling skips overflowing steps itself; everywhere else a NaN/inf is ours.
         # Gradients are reduced across ranks by now, so every rank takes the same decision.
@@ -420,11 +377,19 @@ class CausalLMModule(L.LightningModule):
 
     def _on_nonfinite(self, what: str) -> bool:
         """Apply ``model.nonfinite`` to this step; True when the update is to be skipped."""
-        bad = sorted(n for n, v in self._win_sources.items() if not torch.isfinite(v[0]))
+        bad: set[str] = set()
+        ids: list[str] = []
+        for batch, losses in self._win_batches:
+            ids += batch.get("ids") or []
+            if "sample_index" in batch:
+                by_source = per_source_losses(
+                    losses, batch["labels"], batch["sample_index"], batch["sources"]
+                )
+                bad |= {n for n, v in by_source.items() if not torch.isfinite(v[0])}
         where = (
             f"non-finite {what} at step {self.global_step}; sources with a non-finite loss "
-            f"in this step on rank {self.global_rank}: {bad or 'none (overflow in backward)'}; "
-            f"samples: {self._win_ids[:8]}"
+            f"in this step on rank {self.global_rank}: "
+            f"{sorted(bad) or 'none (overflow in backward)'}; samples: {ids[:8]}"
         )
         if self.hparams.nonfinite == "stop":
             raise FloatingPointError(
@@ -446,7 +411,7 @@ class CausalLMModule(L.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        if gradient_clip_val and "fsdp" in type(self.trainer.strategy).__name__.lower():
+        if gradient_clip_val and strategy_kind(self.trainer.strategy) == "fsdp":
             # FSDP shards the gradients: only the wrapped module computes the global norm.
             if gradient_clip_algorithm not in (None, "norm"):
                 raise ValueError(
@@ -457,52 +422,19 @@ class CausalLMModule(L.LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._is_window_end(batch, batch_idx):
+        if not self._is_window_end(batch, batch_idx) or self._win_stats is None:
             return
-        now = time.perf_counter()
-        dt = max(now - (self._t_window_end or now), 1e-9)
-        self._t_window_end = now
-        world, _ = self._world_accum()
-        stats = self._win_stats
-        if stats is None:
-            return
-        loss_sum, tokens, padded, sup = self._all_sum(stats).tolist()
+        loss_sum, sup = self._all_sum(self._win_stats).tolist()
         self._reset_window()
-        metrics = {
-            "train/loss": loss_sum / max(sup, 1.0),
-            "train/tokens_per_s": tokens / dt,
-            "train/tokens_per_s_per_device": tokens / dt / world,
-            "train/supervised_tokens_per_s": sup / dt,
-            "train/padding_ratio": 1.0 - tokens / max(padded, 1.0),
-            "train/supervised_ratio": sup / max(tokens, 1.0),
-            "train/step_tokens": sup,
-            "train/peak_mem_gb": _peak_memory_gb(self.device),
-        }
-        if self._peak_flops is None and self.device.type == "cuda":
-            self._peak_flops = peak_flops(torch.cuda.get_device_name(self.device)) or 0.0
-        util = mfu(
-            tokens / dt / world,
-            self.param_counts.get("params", 0),
-            self.param_counts.get("trainable_params"),
-            self._peak_flops,
-        )
-        if util is not None:
-            metrics["train/mfu"] = util
-        sched = self.lr_schedulers()
-        if sched is not None:
-            metrics["train/lr"] = sched.get_last_lr()[0]
-        if self._is_deepspeed():
+        bar = {"prog_bar": True, "on_step": True, "on_epoch": False}
+        self.log("train/loss", loss_sum / max(sup, 1.0), **bar)
+        if self._is_deepspeed():  # its engine clipped; the norm is known after the step
             norm = self.trainer.strategy.deepspeed_engine.get_global_grad_norm()
             if norm is not None:
-                metrics["train/grad_norm"] = float(norm)
-        for name in ("train/loss", "train/tokens_per_s", "train/lr"):
-            if name in metrics:
-                self.log(name, metrics.pop(name), prog_bar=True, on_step=True, on_epoch=False)
-        self.log_dict(metrics, on_step=True, on_epoch=False)
+                self.log("train/grad_norm", float(norm), on_step=True, on_epoch=False)
 
     def _is_deepspeed(self) -> bool:
-        trainer = self._trainer
-        return trainer is not None and hasattr(trainer.strategy, "deepspeed_engine")
+        return strategy_kind(self._trainer.strategy if self._trainer else None) == "deepspeed"
 
     # -- validation --------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

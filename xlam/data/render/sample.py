@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from xlam.data.labels import IGNORE_INDEX
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from xlam.data.render import IGNORE_INDEX
+from xlam.data.labels import IGNORE_INDEX
 
 STEP_TOKENS_KEY = "step_tokens"
 STEP_MICRO_KEY = "step_micro"
@@ -97,3 +97,10 @@ class StepTokenCounter:
                 b[STEP_MICRO_KEY] = i
                 b[STEP_WINDOW_KEY] = len(window)
                 yield b
+
+
+def window_end(batch: dict[str, Any], batch_idx: int, accumulate: int) -> bool:
+    """Whether ``batch`` is the last micro-batch of its optimizer step."""
+    if STEP_WINDOW_KEY in batch:
+        return batch[STEP_MICRO_KEY] == batch[STEP_WINDOW_KEY] - 1
+    return (batch_idx + 1) % accumulate == 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from xlam.data.render import IGNORE_INDEX
+from xlam.data.labels import IGNORE_INDEX
 
 
 def _predicted(
