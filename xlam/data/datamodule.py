@@ -635,10 +635,11 @@ class TrajectoryDataModule(L.LightningDataModule):
         if s is None or (s.rank, s.world_size) != (rank, world):
             self.stream = self._make_stream(rank, world)
             batches = self.total_rows() // self.stream.span
-            if self._epoch_steps is not None:
-                # One epoch is the run: whole optimizer steps only, as planned_steps counts.
-                accum = self._sized_for[2] if self._sized_for else 1
-                batches = min(batches, self._epoch_steps * accum)
+            if self._sized_for is not None:
+                # One epoch is the run (whole optimizer steps, as planned_steps counts, or
+                # max_steps): it ends where training ends, so end-of-epoch validation runs.
+                steps, accum = self._epoch_steps or self._sized_for[0], self._sized_for[2]
+                batches = min(batches, steps * accum)
             self.stream.set_num_batches(batches)
             self.sampler = self.stream.sampler
         if self._pending_state is not None:

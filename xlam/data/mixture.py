@@ -9,16 +9,24 @@ Two rules, one per mixture (ActionStudio semantics):
 The typed schema (:class:`DataConfig`) checks a ``data:`` config with messages a user
 understands; :func:`register_configs` puts it in Hydra's ConfigStore so that a config can
 use it as a schema (``defaults: [/schema/data@_here_, _self_]``) and fail at compose time.
+
+The embedded samples (``xlam/assets/data``) never train beside data of your own unless asked
+(``keep_samples``): naming any other source makes the mixture yours (:func:`leave_out_samples`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from xlam import SAMPLE_DATA_DIR
 from xlam.data.packing import PackingConfig
+
+log = logging.getLogger(__name__)
 
 OVERLONG = ("drop", "truncate", "error")
 
@@ -83,14 +91,50 @@ def check_fraction(where: str, value: float) -> None:
 
 
 @dataclass
+class RenderConfig:
+    """Schema of ``data.render``: the fields of :class:`~xlam.data.render.RenderOptions`.
+
+    Same names and defaults (a test keeps them in step); an unknown key fails at compose
+    time, and ``RenderOptions`` checks the values when the datamodule is built.
+
+    Attributes:
+        mode: ``all_turns``, ``per_turn`` or ``auto``.
+        tool_format: ``template``, ``system``, ``prompt`` or ``auto``.
+        enable_thinking: Passed to templates that read it (Qwen3); ``None``: not passed.
+        supervise_reasoning: Whether reasoning tokens are in the loss.
+        arguments_as_string: Tool-call arguments as JSON strings; ``None``: probed.
+        max_length: Truncate samples to this many tokens in the renderer.
+        strict: Raise on the first trajectory the template cannot render.
+    """
+
+    mode: str = "auto"
+    tool_format: str = "template"
+    enable_thinking: bool | None = None
+    supervise_reasoning: bool = True
+    arguments_as_string: bool | None = None
+    max_length: int | None = None
+    strict: bool = False
+
+
+def _open_mapping() -> Any:
+    # Hydra closes every mapping of the composed config, so `data.sources={mine: {...}}` and
+    # `data.sources.mine.path=...` would be refused ("not in struct"); a flag set on the
+    # schema's own node survives composition and keeps this one open.
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({}, flags={"struct": False})
+
+
+@dataclass
 class DataConfig:
     """Schema of the ``data`` group (arguments of ``TrajectoryDataModule``).
 
     Attributes:
-        sources: ``{name: {path, format, ...}}``, checked into :class:`SourceSpec`. Values
-            are untyped in the Hydra schema so that ``+data.sources.NAME={path: ...}`` can
-            add a source from the command line (OmegaConf refuses new keys of a typed
-            mapping).
+        sources: ``{name: {path, format, ...}}``, checked into :class:`SourceSpec`. An open
+            mapping in the Hydra schema: ``data.sources={mine: {path: ...}}`` and
+            ``data.sources.mine.path=...`` add sources without a ``+``.
+        keep_samples: Keep the embedded samples in a mixture that names sources of its
+            own (by default they leave it; see :func:`leave_out_samples`).
         tokenizer_path: Tokenizer whose chat template renders the data.
         batch_size: Rows per micro-batch per rank (packed bins when packing is on).
         max_length: Longest sample in tokens (default: ``packing.seq_length`` or 1024).
@@ -98,7 +142,7 @@ class DataConfig:
         seed: Seed of the sampler, the packer and streaming shuffle buffers.
         num_samples: Total stream length for weight-based mixtures.
         val_size: Samples per (non-streaming) source held out for validation.
-        render: Renderer options (``mode``, ``enable_thinking``, ``arguments_as_string``).
+        render: Renderer options (:class:`RenderConfig`).
         num_workers: DataLoader workers.
         overfit_samples: Keep only the first N samples of each source (debugging).
         packing: Sequence packing settings.
@@ -109,15 +153,16 @@ class DataConfig:
     """
 
     _target_: str = "xlam.data.datamodule.TrajectoryDataModule"
-    sources: dict[str, Any] = field(default_factory=dict)
-    tokenizer_path: str = "???"
+    sources: dict[str, Any] = field(default_factory=_open_mapping)
+    keep_samples: bool = False
+    tokenizer_path: str | None = "???"
     batch_size: int = 8
     max_length: int | None = None
     overlong: str = "drop"
     seed: int = 0
     num_samples: int | None = None
     val_size: int = 0
-    render: dict[str, Any] = field(default_factory=dict)
+    render: RenderConfig = field(default_factory=RenderConfig)
     num_workers: int = 0
     overfit_samples: int | None = None
     packing: PackingConfig = field(default_factory=PackingConfig)
@@ -128,7 +173,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.sources:
             raise ValueError("data.sources is empty: give at least one source")
-        self.sources = {s.name: s for s in sources_from_config(self.sources)}
+        specs = sources_from_config(self.sources, self.keep_samples)
+        self.sources = {s.name: s for s in specs}
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.overlong not in OVERLONG:
@@ -183,10 +229,40 @@ def register_configs() -> None:
     ConfigStore.instance().store(group="schema", name="data", node=DataConfig)
 
 
-def sources_from_config(cfg: Mapping[str, Any]) -> list[SourceSpec]:
+def is_embedded_sample(path: str | Path) -> bool:
+    """Whether ``path`` is one of the sample files shipped in ``xlam/assets/data``."""
+    try:
+        return Path(path).resolve().is_relative_to(SAMPLE_DATA_DIR.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def leave_out_samples(specs: list[SourceSpec], keep_samples: bool = False) -> list[SourceSpec]:
+    """The mixture to train: without the embedded samples once a source of your own is named.
+
+    The default config trains the samples; ``data.sources.mine.path=...`` (or a whole
+    ``data.sources={...}``) merges into that mixture, and a run that names its own data must
+    not quietly train on the tiny samples too. ``keep_samples`` keeps them.
+    """
+    own = [s for s in specs if not is_embedded_sample(s.path)]
+    if keep_samples or not own or len(own) == len(specs):
+        return specs
+    left = [s.name for s in specs if is_embedded_sample(s.path)]
+    log.info(
+        "data.sources: training %s; the embedded samples %s are left out "
+        "(data.keep_samples=true keeps them)",
+        ", ".join(s.name for s in own),
+        ", ".join(left),
+    )
+    return own
+
+
+def sources_from_config(cfg: Mapping[str, Any], keep_samples: bool = False) -> list[SourceSpec]:
     """Build source specs from a ``{name: {path, format, ...}}`` mapping.
 
-    Values are converted to the fields' types (``epochs: "0.5"`` from the command line).
+    Values are converted to the fields' types (``epochs: "0.5"`` from the command line). The
+    embedded samples leave a mixture that names sources of its own unless ``keep_samples``
+    (:func:`leave_out_samples`).
 
     Raises:
         ValueError: On an unknown key (naming it and the known ones) or a wrong type.
@@ -215,7 +291,7 @@ def sources_from_config(cfg: Mapping[str, Any]) -> list[SourceSpec]:
         except Exception as e:  # OmegaConf names the key and the type it wanted
             raise ValueError(f"data.sources.{name}: {e}") from None
         specs.append(OmegaConf.to_object(typed))
-    return specs
+    return leave_out_samples(specs, keep_samples)
 
 
 def plan_mixture(
@@ -282,7 +358,10 @@ def planned_steps(
 __all__ = [
     "OVERLONG",
     "DataConfig",
+    "RenderConfig",
     "SourceSpec",
+    "is_embedded_sample",
+    "leave_out_samples",
     "plan_mixture",
     "planned_steps",
     "probabilities",

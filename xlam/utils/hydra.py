@@ -56,8 +56,6 @@ def _stable_id(text: str) -> str:
 
 def register_resolvers() -> None:
     """Register ``${xlam_asset:rel}``, ``${xlam_wandb_offline:}`` and the typed schemas."""
-    from xlam.data.mixture import register_configs
-
     resolvers = (
         ("xlam_asset", _asset),
         ("xlam_wandb_offline", _wandb_offline),
@@ -66,8 +64,19 @@ def register_resolvers() -> None:
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
-    # Typed schemas make a wrong type fail when the config is composed, not mid-run.
-    register_configs()
+    register_schemas()
+
+
+def register_schemas() -> None:
+    """Store the typed schemas of the data, model and trainer groups in the ConfigStore.
+
+    They make an unknown key or a wrong type fail when the config is composed, not mid-run.
+    """
+    from xlam.data.mixture import register_configs as register_data_schema
+    from xlam.models.config import register_configs as register_model_schemas
+
+    register_data_schema()
+    register_model_schemas()
 
 
 def _compose(overrides: list[str], config_name: str) -> DictConfig:

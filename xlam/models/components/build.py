@@ -19,18 +19,19 @@ DTYPES = {
 def build_causal_lm(
     path: str | None,
     vocab_size: int,
-    tiny_config: dict[str, Any] | None = None,
+    from_config: dict[str, Any] | None = None,
     dtype: str = "float32",
     attn_implementation: str | None = None,
     seed: int = 0,
     extra_kwargs: dict[str, Any] | None = None,
 ) -> torch.nn.Module:
-    """Load a causal LM from a local folder, or build a random one from ``tiny_config``.
+    """Load a causal LM from a local folder, or build a random one from ``from_config``.
 
     Args:
         path: Local model folder (no hub downloads), or ``None`` for a config-built model.
         vocab_size: Tokenizer size; a config-built model uses it as its vocabulary.
-        tiny_config: ``{"model_type": "qwen2" | "llama", ...}`` config fields.
+        from_config: Transformers config fields, ``model_type`` first (``qwen2``,
+            ``llama``...); the vocabulary size comes from ``vocab_size``.
         dtype: Parameter dtype.
         attn_implementation: ``eager``, ``sdpa`` or ``flash_attention_2``.
         seed: Seed of the random initialisation.
@@ -53,9 +54,9 @@ def build_causal_lm(
             **kwargs,
             **extra,
         )
-    if not tiny_config:
-        raise ValueError("model.path is empty and model.tiny_config is not set: nothing to build")
-    cfg = dict(tiny_config)
+    if not from_config:
+        raise ValueError("model.path is empty and model.from_config is not set: nothing to build")
+    cfg = dict(from_config)
     model_type = cfg.pop("model_type")
     config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **cfg)
     # Initialised on the CPU whatever device the strategy's init context names (Lightning's

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,6 +74,56 @@ def build_scheduler(
     total_steps: int,
     min_lr_ratio: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """A step-wise ``LambdaLR`` following :func:`lr_lambda`."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(name, warmup_steps, total_steps, min_lr_ratio)
     )
+
+
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    name: str = "cosine",
+    warmup_ratio: float = 0.0,
+    warmup_steps: int | None = None,
+    min_lr_ratio: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then ``name`` decay: the factory behind ``model.scheduler``.
+
+    The config holds a partial (``_partial_: true``) that ``configure_optimizers`` calls
+    with the optimizer and the run's optimizer steps, which are known only then.
+
+    Args:
+        optimizer: The optimizer whose learning rates are scheduled.
+        total_steps: Optimizer steps of the run.
+        name: ``cosine``, ``linear`` or ``constant`` after the warmup.
+        warmup_ratio: Warmup as a fraction of ``total_steps`` (rounded).
+        warmup_steps: Warmup in steps; wins over ``warmup_ratio`` when given.
+        min_lr_ratio: Floor of the decay as a fraction of the peak.
+    """
+    if warmup_steps is None:
+        warmup_steps = round(warmup_ratio * total_steps)
+    return build_scheduler(optimizer, name, int(warmup_steps), total_steps, min_lr_ratio)
+
+
+# What a module built without a scheduler uses.
+DEFAULT_SCHEDULE: dict[str, Any] = {"name": "cosine", "warmup_ratio": 0.05}
+
+
+def scheduler_factory(
+    scheduler: Callable[..., Any] | Mapping[str, Any] | None,
+) -> Callable[..., Any]:
+    """``model.scheduler`` as a callable ``(optimizer, total_steps=...) -> scheduler``.
+
+    Args:
+        scheduler: A partial (what Hydra builds from the config), a mapping of
+            :func:`warmup_schedule` arguments (Python callers), or ``None`` for
+            :data:`DEFAULT_SCHEDULE`.
+    """
+    if scheduler is None or (isinstance(scheduler, Mapping) and not scheduler):
+        scheduler = DEFAULT_SCHEDULE
+    if isinstance(scheduler, Mapping):
+        return functools.partial(warmup_schedule, **dict(scheduler))
+    if not callable(scheduler):
+        raise TypeError(f"model.scheduler must be a partial or a mapping, got {scheduler!r}")
+    return scheduler
