@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import train_small
 
 from xlam import SAMPLE_DATA_DIR, TINY_TOKENIZER_DIR
 from xlam.data.cache import render_source
@@ -29,23 +30,14 @@ from xlam.data.render import RenderOptions
 from xlam.utils.checkpoint import CorruptCheckpointError, partial_path, resolve_ckpt_path
 
 ARGS = [
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
-    "callbacks.progress_bar=null",
     "callbacks.model_checkpoint.every_n_train_steps=2",
-    "data.val_size=0",
-    "data.batch_size=2",
     "export.enabled=false",
     "logger=none",
 ]
 
 
 def _train(root: Path, run: Path, *extra: str) -> dict[str, Any]:
-    from xlam.train import train
-    from xlam.utils.hydra import compose_config
-
-    cfg = compose_config([*ARGS, f"paths.log_dir={root}/logs", *extra], output_dir=run)
-    return train(cfg)[1]
+    return train_small(run, *ARGS, *extra, log_dir=root / "logs")[1]
 
 
 @pytest.fixture(scope="module")

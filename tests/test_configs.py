@@ -6,6 +6,8 @@ from pathlib import Path
 
 import hydra
 import pytest
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from xlam.utils.hydra import CONF_DIR, compose_config
@@ -67,11 +69,23 @@ def test_compose_option(group: str, option: str, tmp_path: Path) -> None:
     container = OmegaConf.to_container(body, resolve=True, throw_on_missing=True)
     assert container["paths"]["output_dir"] == str(tmp_path.resolve())
     if group in ("callbacks", "logger"):
-        for node in (cfg.get(group) or {}).values():
-            assert hydra.utils.instantiate(node) is not None
+        nodes = cfg.get(group) or {}
+        assert nodes or option == "none", f"{group}={option} configures nothing"
+        kind = Callback if group == "callbacks" else Logger
+        for name, node in nodes.items():
+            obj = hydra.utils.instantiate(node)
+            assert isinstance(obj, kind), (name, type(obj))
+            # Hydra owns the run directory: what a callback or logger writes goes below it.
+            where = getattr(obj, "dirpath", None) or getattr(obj, "save_dir", None)
+            if where is not None:
+                assert Path(where).resolve().is_relative_to(tmp_path.resolve()), (name, where)
     if group == "data":
         dm = hydra.utils.instantiate(cfg.data)
-        assert dm.specs
+        # The datamodule reads every configured source as configured, from a file that exists.
+        sources = container["data"]["sources"]
+        assert {s.name: {k: getattr(s, k) for k in sources[s.name]} for s in dm.specs} == sources
+        for spec in dm.specs:
+            assert Path(spec.path).exists(), spec
 
 
 def test_model_module_instantiates(tmp_path: Path) -> None:

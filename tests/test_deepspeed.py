@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 import pytest
+from conftest import leaves
 
 from xlam.strategies import (
     DeepSpeedConfigConflict,
@@ -31,13 +32,6 @@ def _cfg(**kw: object) -> dict:
     return deepspeed_config(**base)  # type: ignore[arg-type]
 
 
-def _leaves(d: dict, path: str = "") -> list[tuple[str, object]]:
-    out = []
-    for k, v in d.items():
-        out += _leaves(v, f"{path}{k}.") if isinstance(v, dict) else [(path + k, v)]
-    return out
-
-
 def test_generated_config_has_no_auto_and_matches_the_run() -> None:
     cfg = _cfg(
         client={
@@ -45,7 +39,7 @@ def test_generated_config_has_no_auto_and_matches_the_run() -> None:
             "scheduler": {"name": "cosine"},
         }
     )
-    assert all(v != "auto" for _, v in _leaves(cfg))
+    assert all(v != "auto" for v in leaves(cfg).values())
     assert cfg["train_micro_batch_size_per_gpu"] == 4
     assert cfg["gradient_accumulation_steps"] == 8
     assert cfg["train_batch_size"] == 4 * 8 * 16

@@ -3,38 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import XLAM_EXPORT, run_cli, train_small
 
 from xlam.models.export import export_checkpoint, export_dtype, inner_state_dict
-from xlam.train import train
 from xlam.utils.hydra import compose_config
 
-XLAM_EXPORT = shutil.which("xlam-export") or str(Path(sys.executable).parent / "xlam-export")
+# The families in ../shared/fixtures/tokenizers (its SOURCES.md says where each comes from).
+REAL_TOKENIZERS = ("deepseek_v3", "gpt_oss", "llama3", "llama3_1", "qwen2_5", "qwen3")
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export")
-    cfg = compose_config(
-        [
-            "extras.print_config=false",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            "data.val_size=0",
-            "data.batch_size=2",
-            "trainer.max_steps=2",
-            f"paths.log_dir={out}/logs",
-        ],
-        output_dir=out / "run",
-    )
-    train(cfg)
+    train_small(out / "run", "trainer.max_steps=2")
     return out / "run"
 
 
@@ -50,15 +35,7 @@ def test_cli_export_matches_end_of_training(full_run: Path, tmp_path: Path) -> N
     from transformers import AutoTokenizer, GenerationConfig
 
     out = tmp_path / "hf"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [XLAM_EXPORT, str(full_run), "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli([str(full_run), "--out", str(out)], tmp_path, exe=XLAM_EXPORT, timeout=300)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"model": str(out)}
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert torch.allclose(_logits(out), _logits(full_run / "export"), atol=1e-6)
@@ -76,7 +53,8 @@ def test_export_dtype_and_errors(full_run: Path, tmp_path: Path) -> None:
 
     result = export_checkpoint(full_run, "last", tmp_path / "bf16", dtype="bfloat16")
     with safe_open(result["model"] / "model.safetensors", "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict) == {torch.bfloat16}
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (not a dict)
+    assert dtypes == {torch.bfloat16}
     ckpt = next((full_run / "checkpoints").glob("last.ckpt"))
     assert export_checkpoint(full_run, str(ckpt), tmp_path / "p")["model"].is_dir()
     with pytest.raises(FileNotFoundError, match=r"config\.yaml"):
@@ -126,9 +104,12 @@ def test_real_tokenizers_come_back_from_an_export(shared_fixtures: Path, tmp_pat
 
     from xlam.models.export import check_tokenizer_matches
 
-    for folder in sorted((shared_fixtures / "tokenizers").iterdir()):
-        if not (folder / "tokenizer_config.json").is_file():
-            continue
+    root = shared_fixtures / "tokenizers"
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    # A family that went missing fails instead of leaving the loop with nothing to check.
+    missing = set(REAL_TOKENIZERS) - {p.name for p in folders}
+    assert not missing, f"tokenizers missing from {root}: {sorted(missing)}"
+    for folder in folders:
         tok = AutoTokenizer.from_pretrained(folder)
         tok.save_pretrained(tmp_path / folder.name)
         check_tokenizer_matches(

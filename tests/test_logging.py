@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import train_rows, train_small
 
 from xlam.models.components.flops import flops_per_token, mfu, peak_flops
 from xlam.utils.logging import ResumableCSVLogger
@@ -13,27 +14,14 @@ from xlam.utils.logging import ResumableCSVLogger
 
 @pytest.fixture(scope="module")
 def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from xlam.train import train
-    from xlam.utils.hydra import compose_config
-
     out = tmp_path_factory.mktemp("wandb")
-    cfg = compose_config(
-        [
-            "logger=wandb",
-            "extras.print_config=false",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            "data.val_size=0",
-            "data.batch_size=2",
-            "trainer.max_steps=3",
-            "trainer.accumulate_grad_batches=2",
-            "export.enabled=false",
-            f"paths.log_dir={out}/logs",
-        ],
-        output_dir=out / "run",
+    train_small(
+        out / "run",
+        "logger=wandb",
+        "trainer.max_steps=3",
+        "trainer.accumulate_grad_batches=2",
+        "export.enabled=false",
     )
-    assert cfg.logger.wandb.offline is True  # no API key here: offline mode
-    train(cfg)
     import wandb
 
     wandb.finish()
@@ -49,6 +37,8 @@ def test_wandb_id_follows_the_run_dir(tmp_path: Path) -> None:
         for d in ("a", "a", "b")
     ]
     assert ids[0] == ids[1] != ids[2]
+    # No API key here: offline mode (the wandb_run fixture trains with this logger).
+    assert compose_config(["logger=wandb"], output_dir=tmp_path / "a").logger.wandb.offline
 
 
 def test_wandb_writes_offline_files_in_run_dir(wandb_run: Path) -> None:
@@ -59,8 +49,7 @@ def test_wandb_writes_offline_files_in_run_dir(wandb_run: Path) -> None:
 
 
 def test_step_metrics_logged(wandb_run: Path) -> None:
-    with (wandb_run / "csv" / "metrics.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    rows = train_rows(wandb_run)
     assert [int(r["step"]) for r in rows] == [0, 1, 2]  # one row per optimizer step
     for key in (
         "train/loss",

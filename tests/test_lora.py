@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import hydra
 import pytest
 import torch
+from conftest import QUIET, train_losses
 
 from xlam.models.components.lora import (
     LORA_TARGET_PRESETS,
@@ -18,36 +18,22 @@ from xlam.models.components.lora import (
 from xlam.train import train
 from xlam.utils.hydra import compose_config
 
-QUIET = [
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
-    "callbacks.progress_bar=null",
+# Three steps of LoRA, a checkpoint each: the fixture's run and its resumed copy.
+LORA_RUN = [
+    *QUIET,
     "data.val_size=0",
     "data.batch_size=2",
+    "model.lora.enabled=true",
+    "trainer.max_steps=3",
+    "callbacks.model_checkpoint.every_n_train_steps=1",
+    "model.optimizer.lr=0.02",
 ]
-
-
-def _losses(run: Path) -> dict[int, float]:
-    with (run / "csv" / "metrics.csv").open() as f:
-        return {
-            int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")
-        }
 
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("lora")
-    cfg = compose_config(
-        [
-            *QUIET,
-            "model.lora.enabled=true",
-            "trainer.max_steps=3",
-            "callbacks.model_checkpoint.every_n_train_steps=1",
-            "model.optimizer.lr=0.02",
-            f"paths.log_dir={out}/logs",
-        ],
-        output_dir=out / "run",
-    )
+    cfg = compose_config([*LORA_RUN, f"paths.log_dir={out}/logs"], output_dir=out / "run")
     _, objects = train(cfg)
     return out / "run", objects
 
@@ -75,7 +61,7 @@ def test_presets_by_family() -> None:
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
 def test_only_adapters_train(family: str, tmp_path: Path) -> None:
     cfg = compose_config(
-        ["model.lora.enabled=true", f"model.tiny_config.model_type={family}"], output_dir=tmp_path
+        ["model.lora.enabled=true", f"model.from_config.model_type={family}"], output_dir=tmp_path
     )
     module = hydra.utils.instantiate(cfg.model)
     module.configure_model()
@@ -103,7 +89,7 @@ def test_lora_run_checkpoints_adapters_and_resumes(
     lora_run: tuple[Path, dict], tmp_path: Path
 ) -> None:
     run, _ = lora_run
-    losses = _losses(run)
+    losses = train_losses(run)
     assert losses[2] < losses[0]
     ckpt = torch.load(
         run / "checkpoints" / "step000001.ckpt", map_location="cpu", weights_only=True
@@ -112,11 +98,7 @@ def test_lora_run_checkpoints_adapters_and_resumes(
     # Adapters-only checkpoint: the base is rebuilt, training continues exactly.
     cfg = compose_config(
         [
-            *QUIET,
-            "model.lora.enabled=true",
-            "trainer.max_steps=3",
-            "callbacks.model_checkpoint.every_n_train_steps=1",
-            "model.optimizer.lr=0.02",
+            *LORA_RUN,
             "export.enabled=false",
             f"ckpt_path={run / 'checkpoints' / 'step000001.ckpt'}",
             f"paths.log_dir={tmp_path}/logs",
@@ -124,7 +106,7 @@ def test_lora_run_checkpoints_adapters_and_resumes(
         output_dir=tmp_path / "resumed",
     )
     train(cfg)
-    again = _losses(tmp_path / "resumed")
+    again = train_losses(tmp_path / "resumed")
     assert sorted(again) == [1, 2]
     for step in (1, 2):
         assert abs(again[step] - losses[step]) < 1e-5
@@ -141,7 +123,7 @@ def test_lora_export_merged_equals_base_plus_adapter(lora_run: tuple[Path, dict]
     merged = AutoModelForCausalLM.from_pretrained(run / "export")
     assert not any("lora" in n for n, _ in merged.named_parameters())
     base = build_causal_lm(
-        None, merged.config.vocab_size, hp["tiny_config"], "float32", None, hp["seed"]
+        None, merged.config.vocab_size, hp["from_config"], "float32", None, hp["seed"]
     )
     with_adapter = PeftModel.from_pretrained(base, run / "adapter")
     ids = torch.tensor([[3, 17, 42, 7, 99, 5]])

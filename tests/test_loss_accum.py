@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_QWEN2
 from torch.utils.data import DataLoader
 
 from xlam.models.causal_lm import CausalLMModule
@@ -24,16 +25,7 @@ from xlam.models.components.loss import (
     supervised_tokens,
 )
 
-TINY = {
-    "model_type": "qwen2",
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "max_position_embeddings": 128,
-    "tie_word_embeddings": True,
-}
+TINY = {**TINY_QWEN2, "max_position_embeddings": 128, "tie_word_embeddings": True}
 
 
 def _samples(vocab: int) -> list[dict[str, torch.Tensor]]:
@@ -80,7 +72,7 @@ def _grads(
 
     module = CausalLMModule(
         tokenizer_path=str(TINY_TOKENIZER_DIR),
-        tiny_config=TINY,
+        from_config=TINY,
         dtype="float32",
         attn_implementation="eager",
         optimizer=lambda params: torch.optim.SGD(params, lr=0.0),

@@ -99,7 +99,10 @@ def test_schema_names_the_offending_key(tmp_path: Path) -> None:
 def test_sources_can_be_added_and_replaced_from_the_command_line(tmp_path: Path) -> None:
     # A typed mapping would refuse new keys: researchers add a source with one override.
     cfg = compose_config(
-        ["+data.sources.extra={path: /data/x.jsonl, format: sharegpt, epochs: 0.5}"],
+        [
+            "+data.sources.extra={path: /data/x.jsonl, format: sharegpt, epochs: 0.5}",
+            "data.keep_samples=true",  # else a source of your own leaves the samples out
+        ],
         output_dir=tmp_path,
     )
     typed = validate_data_config(cfg.data)

@@ -141,7 +141,15 @@ def test_never_raises_on_prefixes_and_noise(shared_fixtures):
     texts += ["[" * 5000, "{" * 5000 + '"name"']
     for t in texts:
         for cut in range(0, len(t) + 1, max(1, len(t) // 25)):
-            assert isinstance(parse_tool_calls(t[:cut]), ParseResult)
+            text = t[:cut]
+            result = parse_tool_calls(text)
+            if result.error:  # reported, and nothing of the output is lost
+                assert result.calls == [] and result.content == text, (text, result)
+            for call in result.calls:  # a call is a named object, servable as OpenAI JSON
+                assert isinstance(call.name, str) and call.name, (text, call)
+                assert isinstance(call.arguments, dict), (text, call)
+            json.dumps(result.to_message())
+            assert result.content is None or result.content in text, (text, result)
 
 
 def test_openai_output():

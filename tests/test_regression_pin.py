@@ -8,13 +8,13 @@ the commit that does it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+from conftest import QUIET, step_metrics
 
 from xlam.train import train
 from xlam.utils.hydra import compose_config
@@ -47,9 +47,7 @@ def test_two_steps_of_the_tiny_default_are_pinned(tmp_path: Path) -> None:
             "trainer.precision=32-true",
             "seed=42",
             "export.enabled=false",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            "extras.print_config=false",
+            *QUIET,
             "+callbacks.first_batch._target_=test_regression_pin.FirstBatch",
             f"data.cache_dir={tmp_path / 'cache'}",
         ],
@@ -57,10 +55,10 @@ def test_two_steps_of_the_tiny_default_are_pinned(tmp_path: Path) -> None:
     )
     _, objects = train(cfg)
     first = next(c for c in objects["trainer"].callbacks if isinstance(c, FirstBatch))
-    with (tmp_path / "run" / "csv" / "metrics.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
-    losses = [float(r["train/loss"]) for r in rows]
-    norms = [float(r["train/grad_norm"]) for r in rows]
+    steps = step_metrics(tmp_path / "run")
+    assert sorted(steps) == [0, 1]
+    losses = [steps[s]["train/loss"] for s in (0, 1)]
+    norms = [steps[s]["train/grad_norm"] for s in (0, 1)]
     assert first.digest == FIRST_BATCH_SHA256
     assert np.allclose(losses, LOSSES, rtol=0, atol=1e-5), losses
     assert np.allclose(norms, GRAD_NORMS, rtol=0, atol=1e-4), norms

@@ -5,10 +5,8 @@ Also: a save interrupted midway leaves the previous checkpoint loadable.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +16,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    ENV,
+    QUIET,
+    XLAM_TRAIN,  # noqa: F401 (test_strict_restore imports it from here)
+    batch_ids,
+    batch_records,
+    launch_cli,
+    train_losses,
+)
 
 from xlam.utils.checkpoint import (
     AtomicCheckpointIO,
@@ -28,21 +35,11 @@ from xlam.utils.checkpoint import (
     resolve_ckpt_path,
 )
 
-XLAM_TRAIN = shutil.which("xlam-train") or str(Path(sys.executable).parent / "xlam-train")
-ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "WANDB_MODE": "offline",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HYDRA_FULL_ERROR": "1",
-}
 STEPS = 8
 # A checkpoint every step; callbacks=debug logs every micro-batch's sample ids per step.
 ARGS = [
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
+    *QUIET,
     "callbacks=debug",
-    "callbacks.progress_bar=null",
     "callbacks.model_checkpoint.every_n_train_steps=1",
     "data.val_size=0",
     f"trainer.max_steps={STEPS}",
@@ -53,48 +50,20 @@ ARGS = [
 ]
 
 
-def _losses(run: Path) -> dict[int, float]:
-    with (run / "csv" / "metrics.csv").open() as f:
-        return {
-            int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")
-        }
-
-
-def _ids(run: Path) -> dict[tuple[int, int], list[str]]:
-    # A resumed run appends: the last record of a (step, micro-batch) is what trained.
-    out = {}
-    for line in (run / "debug" / "batches-rank0.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[(rec["step"], rec["micro"])] = rec["ids"]
-    return out
-
-
 def _launch(run: Path, cwd: Path, extra: list[str] = ()) -> subprocess.Popen:
-    return subprocess.Popen(
-        [XLAM_TRAIN, *ARGS, f"hydra.run.dir={run}", *extra],
-        cwd=cwd,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return launch_cli([*ARGS, f"hydra.run.dir={run}", *extra], cwd)
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     full, killed = tmp_path / "full", tmp_path / "killed"
     # Separate roots: the two runs share no data cache while they run side by side.
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
     ref = _launch(full, tmp_path / "a")
     victim = _launch(killed, tmp_path / "b")
     # Kill once a few steps are checkpointed: wherever the kill lands (even mid-save), the
     # resumed run must continue the same stream.
     deadline = time.time() + 300
-    log = killed / "debug" / "batches-rank0.jsonl"
     while time.time() < deadline and victim.poll() is None:
-        if log.is_file() and any(
-            json.loads(x)["step"] >= 3 for x in log.read_text().splitlines() if x.strip()
-        ):
+        if any(r["step"] >= 3 for r in batch_records(killed)):
             break
         time.sleep(0.05)
     assert victim.poll() is None, "the run ended before it could be killed"
@@ -109,11 +78,11 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     resumed = _launch(killed, tmp_path / "b", ["ckpt_path=last"])
     assert resumed.wait(timeout=400) == 0, resumed.stderr.read()[-3000:]
 
-    a, b = _losses(full), _losses(killed)
+    a, b = train_losses(full), train_losses(killed)
     assert sorted(a) == sorted(b) == list(range(STEPS))
     for step in range(STEPS):
         assert abs(a[step] - b[step]) < 1e-5, (step, a[step], b[step])
-    assert _ids(full) == _ids(killed)
+    assert batch_ids(full) == batch_ids(killed)
     record = json.loads(max(killed.glob("run-*.json"), key=os.path.getmtime).read_text())
     assert record["resumed_from"].endswith("last.ckpt")
     assert record["global_step"] == STEPS

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_resume import ENV, XLAM_TRAIN, _losses
+from conftest import ENV, QUIET, XLAM_TRAIN, batch_ids, batch_records, train_losses
 
 STEPS = 5
 RANKS = 2
 ARGS = [
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
+    *QUIET,
     "callbacks=debug",
-    "callbacks.progress_bar=null",
     "callbacks.model_checkpoint.every_n_train_steps=1",
     # last.ckpt only: a sharded save per step is what the test needs, not a second copy.
     "callbacks.model_checkpoint.save_top_k=0",
@@ -37,15 +35,6 @@ ARGS = [
     "export.enabled=false",
     "model.optimizer.lr=0.01",
 ]
-
-
-def _ids(run: Path, rank: int) -> dict[tuple[int, int], list[str]]:
-    # A resumed run appends: the last record of a (step, micro-batch) is what trained.
-    out = {}
-    for line in (run / "debug" / f"batches-rank{rank}.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[(rec["step"], rec["micro"])] = rec["ids"]
-    return out
 
 
 def _launch(run: Path, cwd: Path, trainer: str, extra: list[str] = ()) -> subprocess.Popen:
@@ -66,11 +55,9 @@ def _tail(cwd: Path) -> str:
     return (cwd / "output.log").read_text()[-5000:]
 
 
-def _started_step(log: Path, step: int) -> bool:
+def _started_step(run: Path, step: int) -> bool:
     # Rank 0 logs a batch of `step` only after the checkpoint of `step` was swapped in.
-    if not log.is_file():
-        return False
-    return any(json.loads(x)["step"] >= step for x in log.read_text().splitlines() if x.strip())
+    return any(r["step"] >= step for r in batch_records(run))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -108,8 +95,7 @@ def _check_resume(trainer: str, tmp_path: Path, procs: list[subprocess.Popen]) -
     victim = _launch(killed, tmp_path / "b", trainer)
     procs += [ref, victim]
     deadline = time.time() + 300
-    log = killed / "debug" / "batches-rank0.jsonl"
-    while time.time() < deadline and victim.poll() is None and not _started_step(log, 2):
+    while time.time() < deadline and victim.poll() is None and not _started_step(killed, 2):
         time.sleep(0.05)
     assert victim.poll() is None, "the run ended before it could be killed:\n" + _tail(
         tmp_path / "b"
@@ -127,13 +113,13 @@ def _check_resume(trainer: str, tmp_path: Path, procs: list[subprocess.Popen]) -
 
     # Every rank saw the same samples at every (step, micro-batch) ...
     for rank in range(RANKS):
-        ref_ids, got_ids = _ids(full, rank), _ids(killed, rank)
+        ref_ids, got_ids = batch_ids(full, rank), batch_ids(killed, rank)
         assert sorted(ref_ids) == [(s, m) for s in range(STEPS) for m in range(2)]
         for key, ids in ref_ids.items():
             assert got_ids[key] == ids, (rank, key, ids, got_ids[key])
-    assert _ids(full, 0)[(0, 0)] != _ids(full, 1)[(0, 0)]  # the ranks split the batch
+    assert batch_ids(full, 0)[(0, 0)] != batch_ids(full, 1)[(0, 0)]  # the ranks split the batch
     # ... and the optimizer continued from the same state.
-    a, b = _losses(full), _losses(killed)
+    a, b = train_losses(full), train_losses(killed)
     assert sorted(a) == sorted(b) == list(range(STEPS))
     for step in range(STEPS):
         assert abs(a[step] - b[step]) < 1e-5, (step, a[step], b[step])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import train_small
 from omegaconf import OmegaConf
 
 from xlam.utils.run_record import load_runs, write_run_record
@@ -13,25 +14,10 @@ from xlam.utils.run_record import load_runs, write_run_record
 
 @pytest.fixture(scope="module")
 def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
-    from xlam.train import train
-    from xlam.utils.hydra import compose_config
-
     out = tmp_path_factory.mktemp("record")
-    cfg = compose_config(
-        [
-            "extras.print_config=false",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            "data.val_size=0",
-            "data.batch_size=2",
-            "trainer.max_steps=2",
-            "export.enabled=false",
-            "tags=[record]",
-            f"paths.log_dir={out}/logs",
-        ],
-        output_dir=out / "run",
+    _, objects = train_small(
+        out / "run", "trainer.max_steps=2", "export.enabled=false", "tags=[record]"
     )
-    _, objects = train(cfg)
     return out / "run", objects, out / "logs" / "runs_index.jsonl"
 
 

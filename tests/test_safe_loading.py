@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,24 +21,17 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import ENV, run_cli
 
 from xlam import TINY_TOKENIZER_DIR
 from xlam.utils.checkpoint import UnsafeCheckpointError, resolve_ckpt_path
 
-XLAM_TRAIN = shutil.which("xlam-train") or str(Path(sys.executable).parent / "xlam-train")
 SECRETS = {
     "OPENAI_API_KEY": "sk-xlamtest-0penai-5ecret-7f3a9c",
     "HF_TOKEN": "hf_xlamtestHubT0ken5ecret81d2",
     "WANDB_API_KEY": "xlamtestwandb5ecret0000000000000000000042",
     "MYCORP_SERVICE_TOKEN": "tok-xlamtest-c0rp-5ecret-99",
     "XLAM_JUDGE_API_KEY": "judge-xlamtest-5ecret-k3y",  # read by the config below
-}
-BASE_ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "WANDB_MODE": "offline",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HYDRA_FULL_ERROR": "1",
 }
 
 
@@ -48,9 +40,8 @@ def secret_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The real CLI, csv + offline wandb loggers, secrets in the environment and one of them
     read into the config with ``${oc.env:...}`` (e.g. an LLM-judge key)."""
     root = tmp_path_factory.mktemp("secrets")
-    proc = subprocess.run(
+    proc = run_cli(
         [
-            XLAM_TRAIN,
             "trainer.max_steps=2",
             "export.enabled=false",
             "logger=wandb",
@@ -61,13 +52,10 @@ def secret_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             f"hydra.run.dir={root}/run",
             "+eval.judge_api_key=${oc.env:XLAM_JUDGE_API_KEY}",
         ],
-        cwd=root,
-        env={**BASE_ENV, **SECRETS},
-        capture_output=True,
-        text=True,
+        root,
+        env={**ENV, **SECRETS},
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     return {"root": root, "run": root / "run", "stdout": proc.stdout, "stderr": proc.stderr}
 
 
@@ -262,7 +250,7 @@ def test_custom_code_in_model_or_tokenizer_folder_never_runs(tmp_path: Path) -> 
         # leaves trust_remote_code unset: an answer waiting on stdin must not count.
         input="y\n" * 20,
         env={
-            **BASE_ENV,
+            **ENV,
             "XLAM_CODE_MARKER": str(marker),
             "HF_MODULES_CACHE": str(tmp_path / "modules"),
         },

@@ -32,7 +32,7 @@ LORA = [
     "model.optimizer.lr=0.02",
     "model.lora.enabled=true",
     # lm_head trained in full next to the adapters (untied: peft copies the module)
-    "model.tiny_config.tie_word_embeddings=false",
+    "model.from_config.tie_word_embeddings=false",
     "model.lora.modules_to_save=[lm_head]",
 ]
 ADAPTER = "model.base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"

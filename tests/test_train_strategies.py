@@ -8,24 +8,16 @@ the whole step and DeepSpeed sees the same gradients.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-XLAM_TRAIN = shutil.which("xlam-train") or str(Path(sys.executable).parent / "xlam-train")
-XLAM_EXPORT = shutil.which("xlam-export") or str(Path(sys.executable).parent / "xlam-export")
+from conftest import QUIET, TINY_QWEN2, XLAM_EXPORT, run_cli, step_metrics, train_small
 
 # Small and quiet: 4 steps, a checkpoint every 2, no validation or progress bar.
 COMMON = [
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",  # also drops the callbacks group's progress bar
+    *QUIET,
     "data.val_size=0",
     "trainer.precision=32-true",
     "trainer.max_steps=4",
@@ -35,41 +27,9 @@ COMMON = [
 SPLIT = ["trainer.devices=2", "data.batch_size=2", "trainer.accumulate_grad_batches=2"]
 
 
-def run_cli(args: list[str], cwd: Path, exe: str = XLAM_TRAIN, timeout: int = 400) -> str:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "WANDB_MODE": "offline",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HYDRA_FULL_ERROR": "1",
-    }
-    proc = subprocess.run(
-        [exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout
-
-
-def metrics(run_dir: Path) -> dict[int, dict[str, float]]:
-    """Per-step train metrics of a run's metrics.csv."""
-    out: dict[int, dict[str, float]] = {}
-    with (run_dir / "csv" / "metrics.csv").open() as f:
-        for row in csv.DictReader(f):
-            if row.get("train/loss"):
-                out[int(row["step"])] = {k: float(v) for k, v in row.items() if v}
-    return out
-
-
 def _cpu_reference(tmp: Path) -> dict[int, dict[str, float]]:
-    from xlam.train import train
-    from xlam.utils.hydra import compose_config
-
-    cfg = compose_config(
-        [*COMMON, "data.batch_size=8", "export.enabled=false", f"paths.log_dir={tmp}/logs"],
-        output_dir=tmp / "cpu",
-    )
-    train(cfg)
-    return metrics(tmp / "cpu")
+    train_small(tmp / "cpu", *COMMON, "data.batch_size=8", "export.enabled=false")
+    return step_metrics(tmp / "cpu")
 
 
 def _assert_same_steps(
@@ -106,7 +66,7 @@ def test_deepspeed_trains_like_cpu_and_resumes(
         ],
         cwd=tmp_path,
     )
-    got = metrics(run)
+    got = step_metrics(run)
     assert sorted(got) == [0, 1, 2, 3]
     assert got[3]["train/loss"] < got[0]["train/loss"]  # it learns
     _assert_same_steps(cpu_reference, got, [0, 1, 2, 3], ("train/loss", "train/grad_norm"))
@@ -137,7 +97,7 @@ def test_deepspeed_trains_like_cpu_and_resumes(
         ],
         cwd=tmp_path,
     )
-    again = metrics(resumed)
+    again = step_metrics(resumed)
     assert sorted(again) == [2, 3]
     _assert_same_steps(got, again, [2, 3], ("train/loss",), tol=1e-5)
 
@@ -156,7 +116,9 @@ def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
         ],
         cwd=tmp_path,
     )
-    _assert_same_steps(cpu_reference, metrics(run), [0, 1, 2, 3], ("train/loss", "train/grad_norm"))
+    _assert_same_steps(
+        cpu_reference, step_metrics(run), [0, 1, 2, 3], ("train/loss", "train/grad_norm")
+    )
 
 
 def test_zero3_lora_saves_adapters_and_exports(tmp_path: Path) -> None:
@@ -174,7 +136,7 @@ def test_zero3_lora_saves_adapters_and_exports(tmp_path: Path) -> None:
         ],
         cwd=tmp_path,
     )
-    got = metrics(run)
+    got = step_metrics(run)
     assert got[3]["train/loss"] < got[0]["train/loss"]
 
     adapter = load_file(run / "adapter" / "adapter_model.safetensors")
@@ -208,25 +170,16 @@ def test_zero3_loads_a_pretrained_folder_partitioned(tmp_path: Path) -> None:
 
     from xlam import TINY_TOKENIZER_DIR
     from xlam.models.components.build import build_causal_lm
-    from xlam.train import train
-    from xlam.utils.hydra import compose_config
 
     folder = tmp_path / "pretrained"
     tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
-    tiny = {
-        "model_type": "qwen2",
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-    }
+    tiny = {**TINY_QWEN2, "num_hidden_layers": 2}  # layers to partition
     build_causal_lm(None, len(tok), tiny, "float32", None, seed=7).save_pretrained(folder)
     tok.save_pretrained(folder)
     model = [
         f"model.path={folder}",
         f"model.tokenizer_path={folder}",
-        "model.tiny_config=null",
+        "model.from_config=null",
         "trainer.max_steps=2",
         "export.enabled=false",
         "~callbacks.model_checkpoint",
@@ -235,14 +188,10 @@ def test_zero3_loads_a_pretrained_folder_partitioned(tmp_path: Path) -> None:
         [*COMMON, *SPLIT, *model, "trainer=deepspeed_zero3", f"hydra.run.dir={tmp_path / 'zero3'}"],
         cwd=tmp_path,
     )
-    cfg = compose_config(
-        [*COMMON, *model, "data.batch_size=8", f"paths.log_dir={tmp_path}/l"],
-        output_dir=tmp_path / "cpu",
-    )
-    train(cfg)
+    train_small(tmp_path / "cpu", *COMMON, *model, "data.batch_size=8")
     _assert_same_steps(
-        metrics(tmp_path / "cpu"),
-        metrics(tmp_path / "zero3"),
+        step_metrics(tmp_path / "cpu"),
+        step_metrics(tmp_path / "zero3"),
         [0, 1],
         ("train/loss", "train/grad_norm"),
     )
@@ -255,10 +204,8 @@ def test_zero3_loads_a_pretrained_folder_partitioned(tmp_path: Path) -> None:
 
 
 def test_sweeps_refuse_multi_process_points(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
+    proc = run_cli(
         [
-            XLAM_TRAIN,
             "-m",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
             "trainer=ddp",
@@ -266,11 +213,9 @@ def test_sweeps_refuse_multi_process_points(tmp_path: Path) -> None:
             "trainer.max_steps=1",
             "extras.print_config=false",
         ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        tmp_path,
         timeout=300,
+        check=False,
     )
     assert proc.returncode != 0
     assert "sweeps run single-process points" in proc.stderr
