@@ -62,6 +62,8 @@ def test_without_max_steps_one_epoch_is_the_planned_run(tmp_path: Path) -> None:
             "extras.print_config=false",
             "export.enabled=false",
             "trainer.accumulate_grad_batches=3",
+            # a short plan: one pass of a fifth of each sample source
+            *(f"data.sources.{n}.epochs=0.2" for n in ("fc_single", "multi_turn", "chat")),
             f"data.cache_dir={tmp_path / 'cache'}",
         ],
         output_dir=tmp_path,
