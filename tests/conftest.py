@@ -184,3 +184,37 @@ def tiny_tokenizer():
     from xlam import TINY_TOKENIZER_DIR
 
     return AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
+
+
+def first_samples(tokenizer, per_source: int = 3) -> list[tuple[str, object]]:
+    """``(source, RenderedSample)`` of the first trajectories of each embedded source."""
+    from xlam import SAMPLE_DATA_DIR
+    from xlam.data.render import Renderer
+    from xlam.data.schema import read_trajectories
+
+    renderer = Renderer(tokenizer)
+    out = []
+    for name in ("chat", "fc_single", "multi_turn"):
+        for i, t in enumerate(read_trajectories(SAMPLE_DATA_DIR / f"{name}.jsonl")):
+            if i == per_source:
+                break
+            out.append((name, renderer.render(t)[0]))
+    return out
+
+
+class TinyModules(dict):
+    """CausalLMModule of the default config (tiny Qwen2) per tuple of overrides, built once."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = out
+
+    def __missing__(self, overrides: tuple[str, ...]):
+        import hydra
+
+        from xlam.utils.hydra import compose_config
+
+        module = hydra.utils.instantiate(compose_config(list(overrides), output_dir=self.out).model)
+        module.configure_model()
+        self[overrides] = module.eval()
+        return self[overrides]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TinyModules, first_samples
 
 from xlam.data.collate import packed_collate, pad_collate
 from xlam.data.packing import best_fit_decreasing, packing_efficiency
@@ -87,27 +88,16 @@ def test_transformers_detects_our_packed_layout() -> None:
 # -- equivalence with unpacked forward ------------------------------------------------------
 @pytest.fixture(scope="module")
 def rendered(tiny_tokenizer) -> list[dict]:
-    from xlam import SAMPLE_DATA_DIR
-    from xlam.data.render import Renderer
-    from xlam.data.schema import read_trajectories
-
-    renderer = Renderer(tiny_tokenizer)
-    out = []
-    for name in ("chat", "fc_single", "multi_turn"):
-        for i, t in enumerate(read_trajectories(SAMPLE_DATA_DIR / f"{name}.jsonl")):
-            if i == 3:
-                break
-            s = renderer.render(t)[0]
-            out.append(
-                {
-                    "id": s.id,
-                    "source": name,
-                    "input_ids": s.input_ids,
-                    "labels": s.labels,
-                    "position": len(out),
-                }
-            )
-    return out
+    return [
+        {
+            "id": s.id,
+            "source": name,
+            "input_ids": s.input_ids,
+            "labels": s.labels,
+            "position": i,
+        }
+        for i, (name, s) in enumerate(first_samples(tiny_tokenizer))
+    ]
 
 
 def _tiny_model(vocab: int, attn: str) -> torch.nn.Module:
@@ -206,28 +196,9 @@ def test_packed_losses_equal_unpacked_on_cuda(
 FORWARD_ROWS = [[0, 3, 1], [2, 4, 7], [5, 8, 6]]
 
 
-class _Modules(dict):
-    """CausalLMModule of the default config (tiny Qwen2, fp32) per attention kernel."""
-
-    def __init__(self, out: Path) -> None:
-        super().__init__()
-        self.out = out
-
-    def __missing__(self, attn: str):
-        import hydra
-
-        from xlam.utils.hydra import compose_config
-
-        cfg = compose_config([f"model.attn_implementation={attn}"], output_dir=self.out)
-        module = hydra.utils.instantiate(cfg.model)
-        module.configure_model()
-        self[attn] = module.eval()
-        return self[attn]
-
-
 @pytest.fixture(scope="module")
-def modules(tmp_path_factory: pytest.TempPathFactory) -> _Modules:
-    return _Modules(tmp_path_factory.mktemp("modules"))
+def modules(tmp_path_factory: pytest.TempPathFactory) -> TinyModules:
+    return TinyModules(tmp_path_factory.mktemp("modules"))
 
 
 def _module_packed_vs_alone(module: torch.nn.Module, rendered: list[dict]) -> list[float]:
@@ -250,7 +221,7 @@ def _module_packed_vs_alone(module: torch.nn.Module, rendered: list[dict]) -> li
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_module_forward_uses_the_packed_mask(rendered: list[dict], modules, attn: str) -> None:
-    diffs = _module_packed_vs_alone(modules[attn], rendered)
+    diffs = _module_packed_vs_alone(modules[(f"model.attn_implementation={attn}",)], rendered)
     assert len(diffs) == 9
     assert max(diffs) < 1e-5, diffs  # every sample of every row, fp32
 
@@ -261,7 +232,7 @@ def test_module_forward_comparison_catches_a_leak(
 ) -> None:
     # The comparison above must fail when the mask leaks: make the module's model run with
     # a KV cache (transformers then skips packed detection) or without the position ids.
-    module = modules["sdpa"]
+    module = modules[("model.attn_implementation=sdpa",)]
     forward = module.model.forward
 
     def leaking(*args, **kwargs):

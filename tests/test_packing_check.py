@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import pytest
 import torch
+from conftest import TinyModules, first_samples
 
 from xlam.data.collate import packed_collate
 from xlam.models.causal_lm import CausalLMModule
@@ -23,39 +23,12 @@ from xlam.utils.hydra import compose_config
 @pytest.fixture(scope="module")
 def samples(tiny_tokenizer) -> list[list[int]]:
     """Real rendered samples of the three embedded sources (33 to ~470 tokens)."""
-    from xlam import SAMPLE_DATA_DIR
-    from xlam.data.render import Renderer
-    from xlam.data.schema import read_trajectories
-
-    renderer = Renderer(tiny_tokenizer)
-    out = []
-    for name in ("chat", "fc_single", "multi_turn"):
-        for i, t in enumerate(read_trajectories(SAMPLE_DATA_DIR / f"{name}.jsonl")):
-            if i == 3:
-                break
-            out.append(list(renderer.render(t)[0].input_ids))
-    return out
-
-
-class _Modules(dict):
-    """The tiny model of the default config per (attention, dtype), built on first use."""
-
-    def __init__(self, out: Path) -> None:
-        super().__init__()
-        self.out = out
-
-    def __missing__(self, key: tuple[str, str]) -> CausalLMModule:
-        attn, dtype = key
-        overrides = [f"model.attn_implementation={attn}", f"model.dtype={dtype}"]
-        module = hydra.utils.instantiate(compose_config(overrides, output_dir=self.out).model)
-        module.configure_model()
-        self[key] = module.eval()
-        return self[key]
+    return [list(s.input_ids) for _, s in first_samples(tiny_tokenizer)]
 
 
 @pytest.fixture(scope="module")
-def modules(tmp_path_factory: pytest.TempPathFactory) -> _Modules:
-    return _Modules(tmp_path_factory.mktemp("modules"))
+def modules(tmp_path_factory: pytest.TempPathFactory) -> TinyModules:
+    return TinyModules(tmp_path_factory.mktemp("modules"))
 
 
 def _leaky(module: CausalLMModule, monkeypatch: pytest.MonkeyPatch, leak: str) -> None:
@@ -94,7 +67,7 @@ def test_split_recovers_the_samples_of_a_packed_batch() -> None:
     ("attn", "dtype"), [("sdpa", "float32"), ("eager", "float32"), ("sdpa", "bfloat16")]
 )
 def test_check_passes_on_the_tiny_model(modules, samples: list, attn: str, dtype: str) -> None:
-    module = modules[attn, dtype]
+    module = modules[(f"model.attn_implementation={attn}", f"model.dtype={dtype}")]
     torch_dtype = getattr(torch, dtype)
     result = check_packed_forward(module, samples, torch_dtype, attn, 1024)
     # The 8 shortest of 9, shortest first into rows of 1024: 33+33+149+265+265, 315+414.
@@ -117,7 +90,7 @@ def test_check_refuses_a_leaking_forward(
 ) -> None:
     import transformers
 
-    module = modules[attn, dtype]
+    module = modules[(f"model.attn_implementation={attn}", f"model.dtype={dtype}")]
     _leaky(module, monkeypatch, leak)
     with pytest.raises(PackingLeakError) as err:
         check_packed_forward(module, samples, getattr(torch, dtype), attn, 1024)
