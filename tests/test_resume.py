@@ -19,7 +19,6 @@ import torch
 from conftest import (
     ENV,
     QUIET,
-    XLAM_TRAIN,  # noqa: F401 (test_strict_restore imports it from here)
     batch_ids,
     batch_records,
     launch_cli,

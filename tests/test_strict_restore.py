@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_resume import ENV, XLAM_TRAIN
+from conftest import ENV, XLAM_TRAIN
 
 from xlam.models.components.lora import TrainableStateMismatch, trainable_state_mismatch
 from xlam.train import train
