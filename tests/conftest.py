@@ -38,6 +38,7 @@ def entry_point(name: str) -> str:
 
 XLAM_TRAIN = entry_point("xlam-train")
 XLAM_EXPORT = entry_point("xlam-export")
+XLAM_EVAL = entry_point("xlam-eval")
 
 # For subprocesses: offline, full Hydra tracebacks in the failure message, and tests/ on
 # PYTHONPATH so a config can name a callback defined in a test module (test_x.Class).

@@ -15,6 +15,10 @@ from xlam.utils.hydra import CONF_DIR, compose_config
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "local")
 # Presets of real model families need a local folder; any path composes.
 NEEDS = {"model": ["model.path=/models/some-model"]}
+# Groups of conf/eval.yaml (xlam-eval); the others are conf/train.yaml's.
+EVAL_GROUPS = {"backend", "suite"}
+# An endpoint has no default: any address composes.
+NEEDS_OPTION = {("backend", "openai"): ["backend.base_url=http://127.0.0.1:1", "backend.model=m"]}
 
 
 def _options() -> list[tuple[str, str]]:
@@ -63,7 +67,9 @@ def test_compose_option(group: str, option: str, tmp_path: Path) -> None:
         override = [f"hydra={option}"]
     else:
         override = [f"{group}={option}"]
-    cfg = compose_config([*override, *NEEDS.get(group, [])], output_dir=tmp_path)
+    needs = [*NEEDS.get(group, []), *NEEDS_OPTION.get((group, option), [])]
+    config_name = "eval" if group in EVAL_GROUPS else "train"
+    cfg = compose_config([*override, *needs], output_dir=tmp_path, config_name=config_name)
     # Every value resolves (no dangling interpolation, no missing mandatory value).
     body = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     container = OmegaConf.to_container(body, resolve=True, throw_on_missing=True)
@@ -74,6 +80,9 @@ def test_compose_option(group: str, option: str, tmp_path: Path) -> None:
         kind = Callback if group == "callbacks" else Logger
         for name, node in nodes.items():
             obj = hydra.utils.instantiate(node)
+            if obj is None:  # a factory switched off by its config (callbacks.eval)
+                assert node.get("enabled") is False, name
+                continue
             assert isinstance(obj, kind), (name, type(obj))
             # Hydra owns the run directory: what a callback or logger writes goes below it.
             where = getattr(obj, "dirpath", None) or getattr(obj, "save_dir", None)

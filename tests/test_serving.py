@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,25 +23,18 @@ from xlam import SAMPLE_DATA_DIR
 from xlam.train import train
 from xlam.utils.hydra import compose_config
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = ROOT / "xlam" / "serving" / "vllm_plugin.py"
-
 pytestmark = pytest.mark.slow
 
 
 def _serve_python() -> Path:
-    path = Path(os.environ.get("XLAM_SERVE_PYTHON", ROOT / ".venv-serve" / "bin" / "python"))
-    if not path.is_file():
+    from xlam.eval.backends.vllm import serve_python
+
+    try:
+        return serve_python()
+    except FileNotFoundError as e:
         if os.environ.get("CI"):
-            pytest.fail(f"no serving env at {path}: CI runs scripts/setup_serving_env.sh first")
-        pytest.skip(f"no vLLM serving env at {path} (run scripts/setup_serving_env.sh)")
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+            pytest.fail(f"{e}: CI runs scripts/setup_serving_env.sh first")
+        pytest.skip(str(e))
 
 
 def _post(url: str, body: dict) -> urllib.request.addinfourl:
@@ -90,63 +81,32 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, trajectory: dict) -> Pa
 
 
 @pytest.fixture(scope="module")
-def server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    python = _serve_python()
-    port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
-    }
-    env.pop("VIRTUAL_ENV", None)
-    cmd = [
-        str(python),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
+def vllm_backend(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # xlam-eval's vllm backend: `vllm serve` on the export from the serving env with our
+    # tool-parser plugin, ready when /health answers, stopped at the end. The other tests
+    # talk to the same server over HTTP. Two heads of 32: vLLM's CPU attention has no
+    # kernel for the default's head size of 16.
+    from xlam.eval.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend(
         str(export_dir),
-        "--served-model-name",
-        "xlam-tiny",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "1024",
-        "--enforce-eager",
-        "--enable-auto-tool-choice",
-        "--tool-parser-plugin",
-        str(PLUGIN),
-        "--tool-call-parser",
-        "xlam_plugin",  # ours alone: vLLM has its own "xlam" to fall back to
-    ]
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+        python=str(_serve_python()),
+        served_model_name="xlam-tiny",
+        dtype="float32",
+        max_model_len=1024,
+        startup_timeout=300,
+        log_path=tmp_path_factory.mktemp("vllm") / "server.log",
+        max_tokens=80,
+    )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log.read_text()[-5000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vLLM did not start in 300 s:\n{log.read_text()[-5000:]}")
-                time.sleep(1)
-        yield url
+        yield backend
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        backend.close()
+
+
+@pytest.fixture(scope="module")
+def server(vllm_backend: Any) -> str:
+    return vllm_backend.server.url
 
 
 def _chat_body(trajectory: dict, **extra: object) -> dict:
@@ -221,6 +181,49 @@ def test_vllm_streams_tool_calls_through_the_plugin(server: str, trajectory: dic
     got = [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())]
     assert got == _expected_calls(trajectory)
     assert finish == "tool_calls"
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_served_model_gets_its_task_right_in_xlam_eval(
+    server: str, export_dir: Path, tmp_path: Path, api: str
+) -> None:
+    # xlam-eval's openai backend against the served export, on the trajectory it was
+    # trained on: chat (the server's template + our tool parser) and completions (the exact
+    # training prompt, parsed by xlam.serving) both get every turn right.
+    from xlam.eval.app import evaluate
+
+    data = export_dir.parents[1] / "one.jsonl"
+    cfg = compose_config(
+        [
+            f"model_path={export_dir}",
+            "suite=trajectories",
+            f"suite.path={data}",
+            "backend=openai",
+            f"backend.base_url={server}",
+            "backend.model=xlam-tiny",
+            f"backend.api={api}",
+            "backend.max_tokens=80",
+            "eval.progress=false",
+        ],
+        output_dir=tmp_path / "eval",
+        config_name="eval",
+    )
+    summary = evaluate(cfg)
+    assert summary["n"] >= 1 and summary["metrics"]["call_accuracy"] == 1.0
+    assert summary["accuracy"] == 1.0
+
+
+def test_vllm_backend_gets_the_trained_task_right(vllm_backend: Any, export_dir: Path) -> None:
+    # The backend that started the server, as xlam-eval backend=vllm uses it: the exact
+    # training prompt through /v1/completions, the text parsed by xlam.serving.
+    from xlam.eval.suites.trajectories import TrajectorySuite
+
+    suite = TrajectorySuite(path=export_dir.parents[1] / "one.jsonl")
+    verdicts: list[dict] = []
+    suite.run(vllm_backend, set(), lambda v: verdicts.append(v.to_dict()))
+    summary = suite.summarize(verdicts)
+    assert summary["n"] >= 1 and summary["accuracy"] == 1.0
+    assert summary["metrics"]["call_accuracy"] == 1.0
 
 
 if __name__ == "__main__":  # pragma: no cover

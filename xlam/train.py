@@ -127,6 +127,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             cfg.export.dir,
             cfg.export.get("adapter_dir"),
             cfg.export.get("dtype", "auto"),
+            to_container(cfg.data.get("render")),
         )
         if export_dir is not None:
             objects["export_dir"] = export_dir

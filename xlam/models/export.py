@@ -21,6 +21,9 @@ from xlam.models.components.lora import LoraSettings, apply_lora
 from xlam.models.components.tokenizer import check_tokenizer_matches
 from xlam.utils.strategy import strategy_kind
 
+# Beside an export: the render options it was trained with (read by xlam-eval).
+RENDER_FILE = "xlam_render.json"
+
 log = logging.getLogger(__name__)
 
 _PREFIXES = ("_forward_module.", "module.")
@@ -57,6 +60,7 @@ def export_hf(
     out_dir: str | Path,
     adapter_dir: str | Path | None = None,
     dtype: torch.dtype | None = None,
+    render: dict[str, Any] | None = None,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` to ``out_dir``; a PEFT model is merged first.
 
@@ -70,6 +74,9 @@ def export_hf(
         out_dir: Folder of the merged model.
         adapter_dir: Also save the adapter alone (PEFT format) there, when ``model`` has one.
         dtype: Cast the weights before saving (``None``: as they are).
+        render: The render options the model was trained with (``data.render``), written
+            to :data:`RENDER_FILE` so that ``xlam-eval`` prompts the export exactly as
+            training did.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +95,22 @@ def export_hf(
 
     loaded = AutoTokenizer.from_pretrained(out, trust_remote_code=False)
     check_tokenizer_matches(tokenizer, loaded, f"the export {out}")
+    if render is not None:
+        write_render_options(out, render)
     return out
+
+
+def write_render_options(out_dir: str | Path, render: dict[str, Any]) -> Path:
+    """Write the training render options beside an export (:data:`RENDER_FILE`)."""
+    path = Path(out_dir) / RENDER_FILE
+    path.write_text(json.dumps({"render": dict(render)}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_render_options(model_dir: str | Path) -> dict[str, Any] | None:
+    """The render options an export was trained with, ``None`` when it carries none."""
+    path = Path(model_dir) / RENDER_FILE
+    return json.loads(path.read_text())["render"] if path.is_file() else None
 
 
 def export_dtype(requested: str | None, path: str | None, train_dtype: torch.dtype) -> torch.dtype:
@@ -183,6 +205,7 @@ def export_trained(
     out_dir: str | Path,
     adapter_dir: str | Path | None = None,
     dtype: str | None = "auto",
+    render: dict[str, Any] | None = None,
 ) -> Path | None:
     """End-of-training export from the live module (every rank calls; rank 0 writes)."""
     hp = dict(module.hparams)
@@ -197,14 +220,21 @@ def export_trained(
             return None
         out_dtype = export_dtype(dtype, hp.get("path"), train_dtype)
         return export_hf(
-            module.model, tokenizer, out_dir, None, out_dtype if out_dtype != train_dtype else None
+            module.model,
+            tokenizer,
+            out_dir,
+            None,
+            out_dtype if out_dtype != train_dtype else None,
+            render,
         )
     state = gather_full_state_dict(trainer, module)
     if state is None:
         return None
     out_dtype = export_dtype(dtype, hp.get("path"), train_dtype)
     model = rebuild_model(hp, inner_state_dict(state), out_dtype)
-    return export_hf(model, tokenizer, out_dir, adapter_dir if lora.enabled else None, out_dtype)
+    return export_hf(
+        model, tokenizer, out_dir, adapter_dir if lora.enabled else None, out_dtype, render
+    )
 
 
 def load_checkpoint_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
@@ -263,7 +293,8 @@ def export_checkpoint(
     )
     out = Path(out_dir) if out_dir else run_dir / "export"
     adapter = Path(adapter_dir) if adapter_dir else run_dir / "adapter"
-    export_hf(model, tok, out, adapter if lora.enabled else None, out_dtype)
+    render = (cfg.get("data") or {}).get("render")
+    export_hf(model, tok, out, adapter if lora.enabled else None, out_dtype, render)
     result = {"model": out}
     if lora.enabled:
         result["adapter"] = adapter
