@@ -25,6 +25,7 @@ register("convert", "xlam.data.commands.convert", "convert a native dataset to u
 register("verify", "xlam.data.commands.verify", "rule-check trajectories; write good and rejects")
 register("stats", "xlam.data.commands.stats", "counts, lengths and histograms of a dataset")
 register("inspect", "xlam.data.commands.inspect", "show rendered samples with supervised spans")
+register("synth", "xlam.data.commands.synth", "generate verified synthetic tool-use data")
 
 
 def build_parser() -> argparse.ArgumentParser:
