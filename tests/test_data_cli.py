@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,29 @@ def test_user_mistakes_exit_2_with_one_line(args: list[str], message: str, tmp_p
     assert res.returncode == 2
     assert message in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_stats_groups_synthetic_data_by_kind(tmp_path: Path) -> None:
+    # The data card of a generated set: stats per task kind, as the lines say.
+    from xlam.data.cli import main
+
+    out = tmp_path / "synth"
+    assert main(["synth", "--n", "64", "--test-n", "8", "--seed", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                str(out / "train.jsonl"),
+                "--group-by",
+                "metadata.synth.kind",
+                "--json",
+                str(tmp_path / "stats.json"),
+            ]
+        )
+        == 0
+    )
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    lines = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    kinds = Counter(t["metadata"]["synth"]["kind"] for t in lines)
+    assert {k: v["trajectories"] for k, v in stats["sources"].items()} == dict(kinds)
+    assert len(kinds) == 8 and sum(kinds.values()) == 64

@@ -85,11 +85,12 @@ class SourceStats:
 class Collector:
     """Accumulates per-source distributions; token counts are computed in batches."""
 
-    def __init__(self, tokenizer: Any = None) -> None:
+    def __init__(self, tokenizer: Any = None, group_by: str = "source") -> None:
         from xlam.data.verify import trajectory_text  # jsonschema loads only when stats runs
 
         self._text = trajectory_text
         self.tokenizer = tokenizer
+        self.group_by = group_by
         self.sources: dict[str, SourceStats] = {}
         self._pending: list[tuple[str, str]] = []
 
@@ -102,8 +103,18 @@ class Collector:
     def add_invalid(self, source: str) -> None:
         self._get(source).invalid += 1
 
+    def group(self, traj: Any) -> str:
+        """The group of ``traj``: its source, or a dotted ``metadata`` path's value."""
+        if self.group_by == "source":
+            return traj.source
+        value: Any = traj.metadata
+        for key in self.group_by.removeprefix("metadata.").split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return "(none)" if value is None else str(value)
+
     def add(self, traj: Any) -> None:
-        s = self._get(traj.source)
+        group = self.group(traj)
+        s = self._get(group)
         s.trajectories += 1
         d = s.dists
         d["messages"].add(len(traj.conversation))
@@ -117,7 +128,7 @@ class Collector:
             # Characters of the line as verify writes it (compact JSON), as --max-chars counts.
             d["length"].add(len(fastjson.dumps(traj.to_dict()).decode("utf-8", "replace")))
         else:
-            self._pending.append((traj.source, self._text(traj)))
+            self._pending.append((group, self._text(traj)))
             if len(self._pending) >= _BATCH:
                 self.flush()
 
@@ -199,6 +210,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", type=Path, default=None, help="HF tokenizer folder")
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG histograms")
     parser.add_argument("--json", type=Path, default=None, help="write the statistics as JSON")
+    parser.add_argument(
+        "--group-by",
+        default="source",
+        help="group by 'source' (default) or a metadata path, e.g. metadata.synth.kind",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.input}: no such file or directory")
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     unit = "tokens" if tokenizer is not None else "chars"
-    collector = Collector(tokenizer)
+    if args.group_by != "source" and not args.group_by.startswith("metadata."):
+        raise UserError(f"--group-by must be 'source' or metadata.<path>, got {args.group_by!r}")
+    collector = Collector(tokenizer, args.group_by)
     try:
         with progress(f"stats {args.input.name}") as update:
             for n, (result, record, _) in enumerate(
@@ -231,8 +249,10 @@ def run(args: argparse.Namespace) -> int:
     stats = collector.to_dict(unit)
 
     table = Table(title=f"stats: {args.input}")
-    for col in ("source", "measure", "n", "mean", "p50", "p90", "max"):
-        table.add_column(col, justify="left" if col in ("source", "measure") else "right")
+    for col in (args.group_by, "measure", "n", "mean", "p50", "p90", "max"):
+        table.add_column(
+            col, justify="right" if col in ("n", "mean", "p50", "p90", "max") else "left"
+        )
     for name, s in stats["sources"].items():
         table.add_row(name, "trajectories", f"{s['trajectories']:,}", *[""] * 4)
         if s["invalid"]:

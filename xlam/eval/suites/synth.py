@@ -30,7 +30,10 @@ Metrics (:meth:`SynthSuite.summarize`; one left out when no item qualifies):
   ``ask_missing``...);
 - ``next_action``: valid next-action turns / all turns;
 - ``episode_success``: episodes with ``success`` / episodes;
-- ``episode_partial``: the mean ``partial`` of the episodes.
+- ``episode_partial``: the mean ``partial`` of the episodes;
+- ``tool_name_accuracy``: next-action turns that expect calls whose calls name the right
+  tools (any arguments);
+- ``relevance_accuracy``: next-action turns that call exactly when a call is expected.
 
 ``by_kind`` gives, per kind, ``next_action``, ``call_accuracy`` (turns with calls),
 ``episode_success``, ``episode_partial`` and the counts ``turns`` and ``episodes``.
@@ -65,6 +68,8 @@ METRICS: tuple[str, ...] = (
     "next_action",
     "episode_success",
     "episode_partial",
+    "tool_name_accuracy",
+    "relevance_accuracy",
 )
 
 
@@ -507,6 +512,13 @@ def synth_metrics(verdicts: list[dict[str, Any]]) -> dict[str, float]:
         "episode_success": eps,
     }
     out = {k: sum(bool(v["valid"]) for v in vs) / len(vs) for k, vs in parts.items() if vs}
+    call_turns = [v for v in turns if v["extra"]["expects_call"]]
+    if call_turns:
+        names = sum(bool(v["extra"].get("name_match")) for v in call_turns)
+        out["tool_name_accuracy"] = names / len(call_turns)
+    if turns:
+        relevant = sum(bool(v["extra"].get("relevance_ok")) for v in turns)
+        out["relevance_accuracy"] = relevant / len(turns)
     if eps:
         out["episode_partial"] = sum(float(v["extra"]["partial"]) for v in eps) / len(eps)
     return out
