@@ -9,6 +9,7 @@ loss falls lower). Ratios between two runs of the same length, not absolute time
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ def _bench():
         "bench_learn", ROOT / "scripts" / "bench_learn.py"
     )
     module = importlib.util.module_from_spec(spec)
+    # registered, so that Hydra can import the broken-signal datamodule it defines
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
