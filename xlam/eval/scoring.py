@@ -37,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from xlam.eval.core import Completion, Request, Verdict, prompt_hash
+
 # JSON Schema type names, and the spellings datasets use for them.
 _TYPE_ALIASES: dict[str, str] = {
     "string": "string",
@@ -390,4 +392,73 @@ def compare_calls(
     return CallMatch(True, name_match=True, args_match=True)
 
 
-__all__ = ["CallMatch", "compare_calls", "tool_parameters"]
+def score_turn(
+    request: Request,
+    out: Completion,
+    params: Any,
+    *,
+    category: str,
+    turn: int,
+    final: bool,
+    extra: dict[str, Any],
+) -> tuple[Verdict, str | None]:
+    """Score one next-action turn given the gold history, up to the text checks.
+
+    The backend's error, a parse error, the calls against ``request.gold`` (typed by
+    ``params``, :func:`tool_parameters`) and a call where text was expected decide the
+    verdict. Otherwise the turn answered in text without calling: the verdict is left
+    invalid with no error and the stripped text is returned for the suite's own answer
+    checks. ``extra`` gets ``expects_call``, ``relevance_ok``, ``name_match``,
+    ``args_match`` and (final turns) ``answered``.
+
+    Returns:
+        ``(verdict, text)``: ``text`` is ``None`` when the verdict is already decided.
+    """
+    expects = request.gold is not None
+    extra.update(
+        {
+            "turn": turn,
+            "expects_call": expects,
+            "final": final,
+            "name_match": False,
+            "args_match": False,
+            "relevance_ok": False,
+            "answered": None,
+        }
+    )
+    verdict = Verdict(
+        id=request.id,
+        category=category,
+        valid=False,
+        prompt_hash=prompt_hash(out.prompt if out.prompt is not None else request.messages),
+        raw=out.text,
+        extra=extra,
+    )
+    if out.error is not None:
+        verdict.error_type, verdict.detail = "backend_error", out.error
+        return verdict, None
+    parsed = out.parse()
+    calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
+    verdict.calls = calls
+    # A call that could not be parsed was still an attempt to call.
+    extra["relevance_ok"] = (bool(calls) or parsed.error is not None) == expects
+    if parsed.error is not None:
+        verdict.error_type, verdict.detail = "parse_error", parsed.error
+        return verdict, None
+    if expects:
+        m = compare_calls(calls, request.gold or [], params)
+        extra["name_match"], extra["args_match"] = m.name_match, m.args_match
+        verdict.valid, verdict.error_type, verdict.detail = m.valid, m.error_type, m.detail
+        return verdict, None
+    if calls:
+        names = ", ".join(c["name"] for c in calls)
+        verdict.error_type = "hallucinated_call"
+        verdict.detail = f"turn {turn}: called {names} where a text answer was expected"
+        return verdict, None
+    text = (parsed.content or "").strip()
+    if final:
+        extra["answered"] = bool(text)
+    return verdict, text
+
+
+__all__ = ["CallMatch", "compare_calls", "score_turn", "tool_parameters"]

@@ -58,7 +58,7 @@ from xlam.eval.core import (
     category_table,
     prompt_hash,
 )
-from xlam.eval.scoring import compare_calls, tool_parameters
+from xlam.eval.scoring import compare_calls, score_turn, tool_parameters
 from xlam.synth.env import ToolEnv
 
 METRICS: tuple[str, ...] = (
@@ -368,49 +368,18 @@ class SynthSuite(Suite):
     # -- scoring ---------------------------------------------------------------------------
     def score_turn(self, item: _Turn, out: Completion) -> Verdict:
         """The verdict of one next-action turn."""
-        req, task = item.request, item.task
-        expects = req.gold is not None
-        extra: dict[str, Any] = {
-            "view": "next_action",
-            **task.base_extra(),
-            "turn": item.turn,
-            "expects_call": expects,
-            "final": item.final,
-            "name_match": False,
-            "args_match": False,
-            "relevance_ok": False,
-            "answered": None,
-        }
-        v = Verdict(
-            id=req.id,
+        task = item.task
+        v, text = score_turn(
+            item.request,
+            out,
+            task.params,
             category=task.kind,
-            valid=False,
-            prompt_hash=prompt_hash(out.prompt if out.prompt is not None else req.messages),
-            raw=out.text,
-            extra=extra,
+            turn=item.turn,
+            final=item.final,
+            extra={"view": "next_action", **task.base_extra()},
         )
-        if out.error is not None:
-            v.error_type, v.detail = "backend_error", out.error
+        if text is None:
             return v
-        parsed = out.parse()
-        calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
-        v.calls = calls
-        extra["relevance_ok"] = (bool(calls) or parsed.error is not None) == expects
-        if parsed.error is not None:
-            v.error_type, v.detail = "parse_error", parsed.error
-            return v
-        if expects:
-            m = compare_calls(calls, req.gold or [], task.params)
-            extra["name_match"], extra["args_match"] = m.name_match, m.args_match
-            v.valid, v.error_type, v.detail = m.valid, m.error_type, m.detail
-            return v
-        if calls:
-            v.error_type = "hallucinated_call"
-            v.detail = f"turn {item.turn}: called {', '.join(c['name'] for c in calls)}"
-            return v
-        text = (parsed.content or "").strip()
-        if item.final:
-            extra["answered"] = bool(text)
         if not text:
             v.error_type, v.detail = "no_answer", f"turn {item.turn}: no text"
             return v

@@ -46,8 +46,7 @@ from typing import Any
 
 from xlam.data.schema import SchemaError, Trajectory, read_trajectories
 from xlam.eval.core import Backend, Completion, Emit, Request, Suite, Verdict, category_table
-from xlam.eval.core import prompt_hash as _prompt_hash
-from xlam.eval.scoring import CallMatch, compare_calls, tool_parameters
+from xlam.eval.scoring import score_turn, tool_parameters
 
 log = logging.getLogger(__name__)
 
@@ -192,54 +191,22 @@ class TrajectorySuite(Suite):
 
     def score(self, item: _Item, out: Completion) -> Verdict:
         """The verdict of one turn's completion."""
-        req = item.request
-        expects = req.gold is not None
-        extra: dict[str, Any] = {
-            "kind": item.kind,
-            "source": item.traj.source,
-            "turn": item.turn,
-            "expects_call": expects,
-            "final": item.final,
-            "name_match": False,
-            "args_match": False,
-            "relevance_ok": False,
-            "answered": None,
-        }
-        verdict = Verdict(
-            id=req.id,
+        extra: dict[str, Any] = {"kind": item.kind, "source": item.traj.source}
+        verdict, text = score_turn(
+            item.request,
+            out,
+            self._params[item.traj.id],
             category=item.traj.source,
-            valid=False,
-            prompt_hash=_prompt_hash(out.prompt if out.prompt is not None else req.messages),
-            raw=out.text,
+            turn=item.turn,
+            final=item.final,
             extra=extra,
         )
-        if out.error is not None:
-            verdict.error_type, verdict.detail = "backend_error", out.error
+        if text is None:
             return verdict
-        parsed = out.parse()
-        calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
-        verdict.calls = calls
-        attempted = bool(calls) or parsed.error is not None
-        extra["relevance_ok"] = attempted == expects
-        if parsed.error is not None:
-            verdict.error_type, verdict.detail = "parse_error", parsed.error
+        if item.final and not text:
+            verdict.error_type = "no_answer"
+            verdict.detail = f"final turn {item.turn}: no text answer"
             return verdict
-        if expects:
-            m: CallMatch = compare_calls(calls, req.gold or [], self._params[item.traj.id])
-            extra["name_match"], extra["args_match"] = m.name_match, m.args_match
-            verdict.valid, verdict.error_type, verdict.detail = m.valid, m.error_type, m.detail
-            return verdict
-        if calls:
-            names = ", ".join(c["name"] for c in calls)
-            verdict.error_type = "hallucinated_call"
-            verdict.detail = f"turn {item.turn}: called {names} where a text answer was expected"
-            return verdict
-        if item.final:
-            extra["answered"] = bool((parsed.content or "").strip())
-            if not extra["answered"]:
-                verdict.error_type = "no_answer"
-                verdict.detail = f"final turn {item.turn}: no text answer"
-                return verdict
         verdict.valid = True
         return verdict
 
