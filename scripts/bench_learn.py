@@ -94,12 +94,16 @@ def make_data(out: Path, n_train: int, n_test: int, seed: int) -> dict[str, Any]
     return json.loads((out / "report.json").read_text())
 
 
-def build_tokenizer(data: Path, out: Path, vocab_size: int) -> Path:
-    """The tiny tokenizer trained on the synthetic train split only."""
+def build_tokenizer(data: Path, out: Path, vocab_size: int, tools: str = "signature") -> Path:
+    """The tiny tokenizer trained on the synthetic train split only.
+
+    ``tools`` is how its chat template shows the tools (``signature``: one line per tool,
+    about a third of the tokens of the JSON schemas, which are most of a prompt).
+    """
     train_only = out.parent / "tokenizer_corpus"
     train_only.mkdir(parents=True, exist_ok=True)
     (train_only / "train.jsonl").write_text((data / "train.jsonl").read_text())
-    _tokenizer_builder().build(out, vocab_size, train_only)
+    _tokenizer_builder().build(out, vocab_size, train_only, tools)
     return out
 
 
@@ -118,7 +122,6 @@ def train_and_eval(
     from xlam.utils.hydra import compose_config
 
     overrides = [
-        f"data.sources.synth.path={data / 'train.jsonl'}",
         f"model.tokenizer_path={tokenizer}",
         f"trainer.max_steps={steps}",
         "data.val_size=0",
@@ -133,8 +136,11 @@ def train_and_eval(
         cls = ShiftedLabelsDataModule
         overrides.append(f"data._target_={cls.__module__}.{cls.__qualname__}")
     run = work / name
+    cfg = compose_config(overrides, output_dir=run)
+    # the synthetic train split alone: an override would merge it into the default sources
+    cfg.data.sources = {"synth": {"path": str(data / "train.jsonl"), "format": "unified"}}
     t0 = time.perf_counter()
-    metrics, _ = train(compose_config(overrides, output_dir=run))
+    metrics, _ = train(cfg)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     summary = evaluate(
@@ -169,15 +175,17 @@ def run(
     seed: int = 0,
     vocab_size: int = 2048,
     extra: list[str] | None = None,
+    tools: str = "signature",
 ) -> dict[str, Any]:
     """The whole benchmark into ``out``; returns the figures of both runs and the ratios."""
     data = out / "data"
     report = make_data(data, n_train, n_test, seed)
-    tok = build_tokenizer(data, out / "tokenizer", vocab_size)
+    tok = build_tokenizer(data, out / "tokenizer", vocab_size, tools)
     results: dict[str, Any] = {
         "n_train": n_train,
         "n_test": n_test,
         "steps": steps,
+        "tools": tools,
         "synth_report": {k: report.get(k) for k in ("generated", "passed", "rejected")},
     }
     for name, broken in (("correct", False), ("broken", True)):
@@ -200,13 +208,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument(
+        "--tools", choices=("signature", "json"), default="signature", help="tools in prompts"
+    )
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     p.add_argument("overrides", nargs="*", help="extra xlam-train overrides for both runs")
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="xlam-bench-learn-"))
     t0 = time.perf_counter()
     results = run(
-        out, args.n_train, args.n_test, args.steps, args.seed, args.vocab_size, args.overrides
+        out,
+        args.n_train,
+        args.n_test,
+        args.steps,
+        args.seed,
+        args.vocab_size,
+        args.overrides,
+        args.tools,
     )
     results["total_s"] = round(time.perf_counter() - t0, 1)
     c, b = results["correct"], results["broken"]

@@ -35,7 +35,7 @@ CHAT_TEMPLATE = r"""
 {% endif %}# Tools
 You may call one or more functions. Available functions:
 <tools>
-{% for tool in tools %}{{ tool | tojson }}
+{% for tool in tools %}@TOOL@
 {% endfor %}</tools>
 For each call, return a JSON object with "name" and "arguments" inside <tool_call></tool_call> tags.<|im_end|>
 {% elif sys -%}
@@ -71,6 +71,31 @@ For each call, return a JSON object with "name" and "arguments" inside <tool_cal
 <|im_start|>assistant
 {% endif -%}
 """.strip()
+TOOL_FORMATS = {
+    # each tool's schema as JSON, as Hermes-style templates (Qwen2.5's) show it
+    "json": "{{ tool | tojson }}",
+    # a signature line, ~1/3 of the tokens: name(arg: type = default, ...): description
+    "signature": (
+        "{%- set f = tool.function if tool.function is defined else tool -%}"
+        "{%- set ps = f.parameters or {} -%}{%- set req = ps.required or [] -%}"
+        "{{ f.name }}("
+        "{%- for k, v in (ps.properties or {}).items() -%}"
+        "{{ k }}: {{ v.enum | tojson if v.enum is defined else v.type }}"
+        "{%- if k not in req %}{% if v.default is defined %} = {{ v.default | tojson }}"
+        "{% else %} = null{% endif %}{% endif -%}"
+        "{%- if not loop.last %}, {% endif -%}"
+        "{%- endfor -%}"
+        "): {{ f.description }}"
+    ),
+}
+
+
+def chat_template(tools: str = "json") -> str:
+    """The chat template with tools shown as ``tools`` (a key of :data:`TOOL_FORMATS`)."""
+    if tools not in TOOL_FORMATS:
+        raise ValueError(f"tools must be one of {sorted(TOOL_FORMATS)}, got {tools!r}")
+    return CHAT_TEMPLATE.replace("@TOOL@", TOOL_FORMATS[tools])
+
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ADDED = [
@@ -83,7 +108,7 @@ ADDED = [
 ]
 
 
-def corpus(data_dir: Path) -> list[str]:
+def corpus(data_dir: Path, template: str) -> list[str]:
     texts = []
     for path in sorted(data_dir.glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -98,11 +123,22 @@ def corpus(data_dir: Path) -> list[str]:
                             {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
                         )
                     )
-    texts.append(CHAT_TEMPLATE)
+    texts.append(template)
     return texts
 
 
-def build(out: Path, vocab_size: int, data_dir: Path) -> PreTrainedTokenizerFast:
+def build(
+    out: Path, vocab_size: int, data_dir: Path, tools: str = "json"
+) -> PreTrainedTokenizerFast:
+    """Train the tokenizer on ``data_dir/*.jsonl`` and save it to ``out``.
+
+    Args:
+        out: The tokenizer folder to write.
+        vocab_size: BPE vocabulary size (special and tool tokens included).
+        data_dir: Unified trajectories the vocabulary is learnt from.
+        tools: How the chat template shows tools (:data:`TOOL_FORMATS`).
+    """
+    template = chat_template(tools)
     tok = Tokenizer(models.BPE())
     qwen2 = Qwen2Tokenizer().backend_tokenizer  # its pipeline, with an empty vocabulary
     tok.normalizer = qwen2.normalizer
@@ -114,7 +150,7 @@ def build(out: Path, vocab_size: int, data_dir: Path) -> PreTrainedTokenizerFast
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus(data_dir), trainer=trainer)
+    tok.train_from_iterator(corpus(data_dir, template), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -124,7 +160,7 @@ def build(out: Path, vocab_size: int, data_dir: Path) -> PreTrainedTokenizerFast
     # Tool tags are ordinary added tokens: decode keeps them, so parsers can see them. Matched
     # on the raw text, as in Qwen2's tokenizer (the renderer's piecewise encoder relies on it).
     fast.add_tokens([AddedToken(t, normalized=False, special=False) for t in ADDED])
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = template
     fast.model_max_length = 4096
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
@@ -136,8 +172,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "xlam/assets/tiny_tokenizer")
     p.add_argument("--data", type=Path, default=ROOT / "xlam/assets/data")
     p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--tools", choices=sorted(TOOL_FORMATS), default="json")
     args = p.parse_args()
-    fast = build(args.out, args.vocab_size, args.data)
+    fast = build(args.out, args.vocab_size, args.data, args.tools)
     print(f"saved tokenizer with {len(fast)} tokens to {args.out}")
 
 

@@ -247,3 +247,55 @@ def test_module_forward_comparison_catches_a_leak(
     firsts = {0, 3, 6}  # a row's first sample sees only itself, leak or not
     assert all(diffs[k] < 1e-5 for k in firsts), diffs
     assert all(diffs[k] > 1e-2 for k in range(9) if k not in firsts), diffs
+
+
+def _step_and_grads(module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    module.zero_grad(set_to_none=True)
+    out = module.model_step(batch)
+    out["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    return out["losses"].detach(), grads
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("path", ["supervised_logits", "chunked_loss"])
+def test_loss_paths_give_the_losses_and_gradients_of_every_logit(
+    rendered: list[dict], modules, packed: bool, lora: bool, path: str
+) -> None:
+    # model.supervised_logits projects only positions whose next token is supervised, and
+    # model.chunked_loss computes their loss inside the LM head a few tokens at a time; the
+    # per-token losses (monitors read them) and the gradients must be those of every logit.
+    extra = ("model.lora.enabled=true",) if lora else ()
+    chunked = "model.chunked_loss=true" if path == "chunked_loss" else "model.chunked_loss=false"
+    # 7 tokens per chunk: the rows' supervised tokens span several chunks
+    sparse = modules[(*extra, chunked, "model.loss_chunk_tokens=7")]
+    dense = modules[(*extra, "model.supervised_logits=false")]
+    assert sparse.keeps_logits and not dense.keeps_logits
+    assert (sparse.loss_head is not None) == (path == "chunked_loss")
+    assert dense.loss_head is None
+    dense.load_state_dict(sparse.state_dict())
+    rows = [[rendered[i] for i in row] for row in FORWARD_ROWS]
+    if packed:
+        batch = packed_collate(rows, 0)
+    else:
+        batch = pad_collate([s for row in rows for s in row], 0)
+    keep_sum = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    if path == "supervised_logits":
+        from xlam.models.causal_lm import supervised_positions
+
+        args = (batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
+        with torch.no_grad():
+            kept = sparse(*args, keep=supervised_positions(batch["labels"]))
+        assert kept.shape[0] == keep_sum < batch["input_ids"].numel() // 2
+    losses_s, grads_s = _step_and_grads(sparse, batch)
+    losses_d, grads_d = _step_and_grads(dense, batch)
+    assert (losses_s > 0).sum() == keep_sum
+    assert torch.allclose(losses_s, losses_d, atol=1e-5), (losses_s - losses_d).abs().max()
+    assert grads_s.keys() == grads_d.keys() and grads_s
+    for name, g in grads_s.items():
+        assert torch.allclose(g, grads_d[name], atol=1e-6, rtol=1e-4), name
+    # the head is a plain linear layer again outside the loss
+    ids = batch["input_ids"][:1]
+    with torch.no_grad():
+        assert sparse(ids, torch.ones_like(ids)).shape[-1] == dense.model.config.vocab_size

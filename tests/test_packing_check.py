@@ -111,8 +111,8 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _leak_in_training(monkeypatch: pytest.MonkeyPatch) -> None:
     forward = CausalLMModule.forward
 
-    def dropping_position_ids(self, input_ids, attention_mask, position_ids=None):
-        return forward(self, input_ids, attention_mask, None)
+    def dropping_position_ids(self, input_ids, attention_mask, position_ids=None, keep=None):
+        return forward(self, input_ids, attention_mask, None, keep)
 
     monkeypatch.setattr(CausalLMModule, "forward", dropping_position_ids)
 

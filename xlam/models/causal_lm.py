@@ -8,6 +8,7 @@ ranks (see :mod:`xlam.models.components.loss`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ from xlam.utils.strategy import strategy_kind
 
 log = logging.getLogger(__name__)
 
+# model.chunked_loss=auto: from this vocabulary size on, the logits dominate memory
+CHUNKED_LOSS_MIN_VOCAB = 32768
+
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-token cross entropy of next-token prediction; 0 where unsupervised.
@@ -56,6 +60,36 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         reduction="none",
     )
     return loss.view(shift_labels.shape)
+
+
+def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Where a logit is needed: the positions whose next token is supervised.
+
+    Returns:
+        A ``(batch, seq)`` bool mask (``logits_to_keep`` of transformers' causal LMs).
+    """
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
+
+
+def kept_token_losses(
+    logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
+    """:func:`token_losses` from the logits of the ``keep`` positions only.
+
+    Args:
+        logits: ``(keep.sum(), vocab)``, the kept positions in row-major order.
+        labels: ``(batch, seq)``.
+        keep: :func:`supervised_positions` of ``labels``.
+
+    Returns:
+        A ``(batch, seq - 1)`` tensor, 0 where unsupervised.
+    """
+    targets = labels[:, 1:][keep[:, :-1]]
+    out = torch.zeros(labels[:, 1:].shape, dtype=torch.float32, device=logits.device)
+    out[keep[:, :-1]] = F.cross_entropy(logits.float(), targets, reduction="none")
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -95,6 +129,16 @@ class CausalLMModule(L.LightningModule):
             count it (not under DeepSpeed, which steps inside its engine).
         max_nonfinite_skips: Under ``skip``, the run stops once more steps than this were
             skipped: a diverged run is not left to skip silently.
+        supervised_logits: Project onto the vocabulary only the positions whose next token
+            is supervised (transformers' ``logits_to_keep``); the loss is the same, the LM
+            head and the softmax cost only what the supervised tokens need. Models whose
+            forward has no ``logits_to_keep`` get every logit.
+        chunked_loss: With supervised logits, compute the loss through the LM head
+            ``loss_chunk_tokens`` tokens at a time, never holding the ``[tokens, vocab]``
+            logits (:mod:`~xlam.models.components.chunked_ce`): ``true``, ``false``, or
+            ``auto`` (on for vocabularies of at least 32k tokens, where the logits dominate
+            memory).
+        loss_chunk_tokens: Tokens per chunk of the chunked loss.
     """
 
     def __init__(
@@ -114,6 +158,9 @@ class CausalLMModule(L.LightningModule):
         packing_check: bool = True,
         nonfinite: str = "stop",
         max_nonfinite_skips: int = 10,
+        supervised_logits: bool = True,
+        chunked_loss: bool | str = "auto",
+        loss_chunk_tokens: int = 512,
     ) -> None:
         super().__init__()
         if not path and not (from_config and tokenizer_path):
@@ -122,6 +169,10 @@ class CausalLMModule(L.LightningModule):
                 "model.path is not set: give the local model folder (model.path=/path/to/model), "
                 "or for a random-initialised model both model.from_config and "
                 "model.tokenizer_path (its vocabulary and chat template)"
+            )
+        if chunked_loss not in (True, False, "auto"):
+            raise ValueError(
+                f"model.chunked_loss must be true, false or auto, got {chunked_loss!r}"
             )
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
@@ -140,6 +191,8 @@ class CausalLMModule(L.LightningModule):
         self.param_counts: dict[str, int] = {}
         self._warned_no_counter = False
         self._packing_check_pending = packing_check
+        self._keeps_logits: bool | None = None  # decided once the model is built
+        self.loss_head: Any = None  # the LM head computing chunked losses, when installed
         self.nonfinite_skipped = 0  # optimizer steps skipped for a NaN/inf gradient
         self._reset_window()
 
@@ -201,6 +254,17 @@ class CausalLMModule(L.LightningModule):
         if self.lora.enabled:
             model = apply_lora(model, self.lora)
         self.model = model
+        chunked = hp.get("chunked_loss", "auto")
+        if chunked == "auto":
+            chunked = len(tok) >= CHUNKED_LOSS_MIN_VOCAB
+        if chunked and self.keeps_logits:
+            from xlam.models.components.chunked_ce import install_loss_head
+
+            # not a submodule of ours (it is the model's): no second copy in state dicts
+            head = install_loss_head(model, hp.get("loss_chunk_tokens", 512))
+            object.__setattr__(self, "loss_head", head)
+            if self.loss_head is None:
+                log.info("chunked loss: the LM head is not a plain linear layer; full logits")
         self.param_counts = trainable_summary(model)
         log.info(
             "model: %s parameters, %s trainable",
@@ -213,7 +277,10 @@ class CausalLMModule(L.LightningModule):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Logits: ``(batch, seq, vocab)``, or ``(keep.sum(), vocab)`` for a bool ``keep``."""
+        extra = {} if keep is None else {"logits_to_keep": keep}
         # -- packed batches (xlam.data.packing) ---------------------------------------------
         if position_ids is not None:
             # No attention mask: from position ids that restart at 0 transformers builds a
@@ -223,12 +290,26 @@ class CausalLMModule(L.LightningModule):
             shape = input_ids.shape
             if "flash" in str(getattr(self.model.config, "_attn_implementation", "")):
                 input_ids, position_ids = input_ids.reshape(1, -1), position_ids.reshape(1, -1)
+                if keep is not None:  # row-major: the kept logits keep their order
+                    extra["logits_to_keep"] = keep.reshape(1, -1)
             logits = self.model(
-                input_ids=input_ids, position_ids=position_ids, use_cache=False
+                input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra
             ).logits
-            return logits.reshape(*shape, logits.size(-1))
+            return logits if keep is not None else logits.reshape(*shape, logits.size(-1))
         # -- end packed batches -------------------------------------------------------------
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+    @property
+    def keeps_logits(self) -> bool:
+        """Whether training computes logits of the supervised positions only."""
+        if self._keeps_logits is None:
+            model = self.model
+            if hasattr(model, "get_base_model"):  # PEFT passes keyword arguments through
+                model = model.get_base_model()
+            self._keeps_logits = bool(self.hparams.get("supervised_logits", True)) and (
+                "logits_to_keep" in inspect.signature(model.forward).parameters
+            )
+        return self._keeps_logits
 
     def _check_packing_once(self, batch: dict[str, Any]) -> None:
         """Refuse to train if samples of a packed row attend to each other (first batch only).
@@ -270,9 +351,23 @@ class CausalLMModule(L.LightningModule):
             ``loss_sum`` (summed token loss), ``n_sup`` (supervised tokens), ``loss`` (their
             ratio, the micro-batch mean), and the per-token ``losses`` and ``mask``.
         """
-        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
-        losses = token_losses(logits, batch["labels"])
-        mask = (batch["labels"][:, 1:] != IGNORE_INDEX).float()
+        args = (batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
+        labels = batch["labels"]
+        if self.loss_head is not None:
+            keep = supervised_positions(labels)
+            self.loss_head.targets = labels[:, 1:][keep[:, :-1]]
+            try:
+                kept = self(*args, keep=keep)[:, 0]
+            finally:
+                self.loss_head.targets = None
+            losses = torch.zeros(labels[:, 1:].shape, dtype=kept.dtype, device=kept.device)
+            losses[keep[:, :-1]] = kept
+        elif self.keeps_logits:
+            keep = supervised_positions(labels)
+            losses = kept_token_losses(self(*args, keep=keep), labels, keep)
+        else:
+            losses = token_losses(self(*args), labels)
+        mask = (labels[:, 1:] != IGNORE_INDEX).float()
         n_sup = mask.sum()
         loss_sum = losses.sum()
         return {

@@ -59,6 +59,9 @@ class ModelConfig:
     packing_check: bool = True
     nonfinite: str = "stop"
     max_nonfinite_skips: int = 10
+    supervised_logits: bool = True
+    chunked_loss: Any = "auto"
+    loss_chunk_tokens: int = 512
 
 
 _SIMPLE = (bool, int, float, str)
