@@ -121,7 +121,6 @@ def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
     )
 
 
-
 def test_zero3_chunked_loss_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
     # The chunked loss runs inside the LM head, whose weight ZeRO-3 partitions: gathered in
     # forward, again for the recomputation in backward. Same losses and gradient norms as the
@@ -143,6 +142,7 @@ def test_zero3_chunked_loss_trains_like_cpu(tmp_path: Path, cpu_reference: dict)
     _assert_same_steps(
         cpu_reference, step_metrics(run), [0, 1, 2, 3], ("train/loss", "train/grad_norm")
     )
+
 
 def test_zero3_lora_saves_adapters_and_exports(tmp_path: Path) -> None:
     from safetensors.torch import load_file
