@@ -9,6 +9,7 @@ loss falls lower). Ratios between two runs of the same length, not absolute time
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def _bench():
 def test_correct_signal_learns_far_more_than_a_shifted_one(tmp_path: Path) -> None:
     results = _bench().run(tmp_path, n_train=1500, n_test=60, steps=600)
     correct, broken = results["correct"], results["broken"]
+    print(json.dumps(results))  # the figures, with -s or on failure
     assert results["synth_report"]["passed"] == results["synth_report"]["generated"]
     # the broken run learned what it was taught (to repeat its input), not nothing
     assert broken["final_train_loss"] < 0.5 < correct["final_train_loss"]
