@@ -102,14 +102,14 @@ def test_deepspeed_trains_like_cpu_and_resumes(
     _assert_same_steps(got, again, [2, 3], ("train/loss",), tol=1e-5)
 
 
-def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
-    # DDP averages gradients over ranks: the loss scaling must cancel it exactly too.
+def _trains_like_cpu(tmp_path: Path, cpu_reference: dict, *overrides: str) -> None:
+    """Two ranks with ``overrides``: every step's loss and gradient norm as the CPU run's."""
     run = tmp_path / "run"
     run_cli(
         [
             *COMMON,
             *SPLIT,
-            "trainer=ddp",
+            *overrides,
             f"hydra.run.dir={run}",
             "export.enabled=false",
             "callbacks.model_checkpoint.every_n_train_steps=4",
@@ -119,28 +119,23 @@ def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
     _assert_same_steps(
         cpu_reference, step_metrics(run), [0, 1, 2, 3], ("train/loss", "train/grad_norm")
     )
+
+
+def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
+    # DDP averages gradients over ranks: the loss scaling must cancel it exactly too.
+    _trains_like_cpu(tmp_path, cpu_reference, "trainer=ddp")
 
 
 def test_zero3_chunked_loss_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
     # The chunked loss runs inside the LM head, whose weight ZeRO-3 partitions: gathered in
     # forward, again for the recomputation in backward. Same losses and gradient norms as the
     # CPU reference, which computes every supervised logit at once.
-    run = tmp_path / "run"
-    run_cli(
-        [
-            *COMMON,
-            *SPLIT,
-            "trainer=deepspeed_zero3",
-            "model.chunked_loss=true",
-            "model.loss_chunk_tokens=16",
-            f"hydra.run.dir={run}",
-            "export.enabled=false",
-            "callbacks.model_checkpoint.every_n_train_steps=4",
-        ],
-        cwd=tmp_path,
-    )
-    _assert_same_steps(
-        cpu_reference, step_metrics(run), [0, 1, 2, 3], ("train/loss", "train/grad_norm")
+    _trains_like_cpu(
+        tmp_path,
+        cpu_reference,
+        "trainer=deepspeed_zero3",
+        "model.chunked_loss=true",
+        "model.loss_chunk_tokens=16",
     )
 
 
