@@ -257,9 +257,15 @@ def _step_and_grads(module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.
     return out["losses"].detach(), grads
 
 
-@pytest.mark.parametrize("lora", [False, True])
-@pytest.mark.parametrize("packed", [True, False])
-@pytest.mark.parametrize("path", ["supervised_logits", "chunked_loss"])
+@pytest.mark.parametrize(
+    ("path", "packed", "lora"),
+    [
+        ("supervised_logits", True, False),
+        ("supervised_logits", False, True),
+        ("chunked_loss", True, True),
+        ("chunked_loss", False, False),
+    ],
+)
 def test_loss_paths_give_the_losses_and_gradients_of_every_logit(
     rendered: list[dict], modules, packed: bool, lora: bool, path: str
 ) -> None:

@@ -65,7 +65,8 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, trajectory: dict) -> Pa
             "data.val_size=0",
             "data.batch_size=1",
             "trainer.max_steps=100",
-            "model.optimizer.lr=1e-2",
+            # 1e-2 memorises too, but its loss spikes now and then (0.37 at the last step)
+            "model.optimizer.lr=5e-3",
             "model.scheduler.name=constant",
             "model.scheduler.warmup_ratio=0",
             "model.from_config.num_attention_heads=2",

@@ -51,15 +51,24 @@ def cpu_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[st
 
 # ZeRO-3 is also covered by the LoRA and pretrained-folder tests below: its full-model
 # variant of this test is marked slow.
-@pytest.mark.parametrize("stage", [2, pytest.param(3, marks=pytest.mark.slow)])
+# Stage 3 also runs the chunked loss (tiny chunks): it runs inside the LM head, whose weight
+# ZeRO-3 partitions, gathered in forward and again for the recomputation in backward; the CPU
+# reference computes every supervised logit at once.
+CHUNKED = ["model.chunked_loss=true", "model.loss_chunk_tokens=16"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "extra"), [(2, []), pytest.param(3, CHUNKED, marks=pytest.mark.slow)]
+)
 def test_deepspeed_trains_like_cpu_and_resumes(
-    stage: int, tmp_path: Path, cpu_reference: dict
+    stage: int, extra: list[str], tmp_path: Path, cpu_reference: dict
 ) -> None:
     run = tmp_path / "run"
     run_cli(
         [
             *COMMON,
             *SPLIT,
+            *extra,
             f"trainer=deepspeed_zero{stage}",
             f"hydra.run.dir={run}",
             "export.enabled=false",
@@ -90,6 +99,7 @@ def test_deepspeed_trains_like_cpu_and_resumes(
         [
             *COMMON,
             *SPLIT,
+            *extra,
             f"trainer=deepspeed_zero{stage}",
             f"hydra.run.dir={resumed}",
             f"ckpt_path={ckpt}",
@@ -102,14 +112,14 @@ def test_deepspeed_trains_like_cpu_and_resumes(
     _assert_same_steps(got, again, [2, 3], ("train/loss",), tol=1e-5)
 
 
-def _trains_like_cpu(tmp_path: Path, cpu_reference: dict, *overrides: str) -> None:
-    """Two ranks with ``overrides``: every step's loss and gradient norm as the CPU run's."""
+def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
+    # DDP averages gradients over ranks: the loss scaling must cancel it exactly too.
     run = tmp_path / "run"
     run_cli(
         [
             *COMMON,
             *SPLIT,
-            *overrides,
+            "trainer=ddp",
             f"hydra.run.dir={run}",
             "export.enabled=false",
             "callbacks.model_checkpoint.every_n_train_steps=4",
@@ -118,24 +128,6 @@ def _trains_like_cpu(tmp_path: Path, cpu_reference: dict, *overrides: str) -> No
     )
     _assert_same_steps(
         cpu_reference, step_metrics(run), [0, 1, 2, 3], ("train/loss", "train/grad_norm")
-    )
-
-
-def test_ddp_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
-    # DDP averages gradients over ranks: the loss scaling must cancel it exactly too.
-    _trains_like_cpu(tmp_path, cpu_reference, "trainer=ddp")
-
-
-def test_zero3_chunked_loss_trains_like_cpu(tmp_path: Path, cpu_reference: dict) -> None:
-    # The chunked loss runs inside the LM head, whose weight ZeRO-3 partitions: gathered in
-    # forward, again for the recomputation in backward. Same losses and gradient norms as the
-    # CPU reference, which computes every supervised logit at once.
-    _trains_like_cpu(
-        tmp_path,
-        cpu_reference,
-        "trainer=deepspeed_zero3",
-        "model.chunked_loss=true",
-        "model.loss_chunk_tokens=16",
     )
 
 
