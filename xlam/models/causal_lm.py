@@ -73,22 +73,18 @@ def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def kept_token_losses(
-    logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor
-) -> torch.Tensor:
-    """:func:`token_losses` from the logits of the ``keep`` positions only.
+def scatter_kept(kept: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-token losses of the ``keep`` positions (row-major) as a ``(batch, seq - 1)`` tensor.
 
     Args:
-        logits: ``(keep.sum(), vocab)``, the kept positions in row-major order.
-        labels: ``(batch, seq)``.
-        keep: :func:`supervised_positions` of ``labels``.
+        kept: ``(keep.sum(),)`` losses.
+        keep: :func:`supervised_positions` of the labels.
 
     Returns:
-        A ``(batch, seq - 1)`` tensor, 0 where unsupervised.
+        The losses where supervised, 0 elsewhere (the layout of :func:`token_losses`).
     """
-    targets = labels[:, 1:][keep[:, :-1]]
-    out = torch.zeros(labels[:, 1:].shape, dtype=torch.float32, device=logits.device)
-    out[keep[:, :-1]] = F.cross_entropy(logits.float(), targets, reduction="none")
+    out = torch.zeros(keep[:, 1:].shape, dtype=torch.float32, device=kept.device)
+    out[keep[:, :-1]] = kept
     return out
 
 
@@ -353,18 +349,18 @@ class CausalLMModule(L.LightningModule):
         """
         args = (batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
         labels = batch["labels"]
-        if self.loss_head is not None:
+        if self.keeps_logits:
             keep = supervised_positions(labels)
-            self.loss_head.targets = labels[:, 1:][keep[:, :-1]]
-            try:
-                kept = self(*args, keep=keep)[:, 0]
-            finally:
-                self.loss_head.targets = None
-            losses = torch.zeros(labels[:, 1:].shape, dtype=kept.dtype, device=kept.device)
-            losses[keep[:, :-1]] = kept
-        elif self.keeps_logits:
-            keep = supervised_positions(labels)
-            losses = kept_token_losses(self(*args, keep=keep), labels, keep)
+            targets = labels[:, 1:][keep[:, :-1]]
+            if self.loss_head is not None:  # the head returns the losses (chunked_ce)
+                self.loss_head.targets = targets
+                try:
+                    kept = self(*args, keep=keep)[:, 0]
+                finally:
+                    self.loss_head.targets = None
+            else:
+                kept = F.cross_entropy(self(*args, keep=keep).float(), targets, reduction="none")
+            losses = scatter_kept(kept, keep)
         else:
             losses = token_losses(self(*args), labels)
         mask = (labels[:, 1:] != IGNORE_INDEX).float()
