@@ -12,6 +12,13 @@ Usage::
 - ``cache_start_s``: a fresh datamodule's ``prepare()`` + ``setup()`` + first batch when the
   cache holds the rendered data (``cache_build_s`` is the cold build it replaces;
   ``cache_start_process_s`` is the same in a new Python process, imports included).
+- ``token_ratio``: tokens processed per supervised token on a real dataset and tokenizer
+  (default: the glaive sample with Qwen2.5's tokenizer from ``../shared/fixtures``) at
+  ``--ratio-seq``, beside its limit: every trajectory rendered whole (``all_turns``) and
+  packed without a token of padding. ``achieved_batch_1`` is one packed row per micro-batch,
+  ``achieved_batch_B`` rows padded to the longest of each micro-batch of ``--ratio-batch``;
+  the breakdown names where the gap comes from (samples rendered per turn, padding, samples
+  dropped as overlong, validation samples).
 - ``resume_s``: a fresh datamodule restored at ``--resume-at`` samples into its stream
   (construction, cache load, state, the seek and the first batch; the plan's bin count is
   memoised on disk by an earlier start, its cold cost is ``plan_count_s``).
@@ -40,6 +47,14 @@ import torch
 
 from xlam import SAMPLE_DATA_DIR, TINY_TOKENIZER_DIR
 from xlam.data.datamodule import TrajectoryDataModule
+from xlam.data.labels import IGNORE_INDEX
+from xlam.data.mixture import SourceSpec
+from xlam.data.render import Renderer, RenderOptions
+from xlam.data.sources import load_source
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+GLAIVE = FIXTURES / "datasets/sharegpt_glaive/glaive_toolcall_en_demo.json"
+QWEN2_5 = FIXTURES / "tokenizers/qwen2_5"
 
 NAMES = ("fc_single", "multi_turn", "chat")
 
@@ -97,18 +112,80 @@ def packing_efficiency(cache: Path, seq: int) -> dict[str, float]:
     }
 
 
+def token_ratio(
+    source: Path, fmt: str, tokenizer: Path, seq: int, batch: int, val_size: int = 8
+) -> dict[str, Any]:
+    """Tokens processed per supervised token, achieved through the train path and its limit."""
+    from transformers import AutoTokenizer
+
+    spec = SourceSpec(name="ratio", path=str(source), format=fmt)
+    renderer = Renderer(AutoTokenizer.from_pretrained(tokenizer), RenderOptions(mode="all_turns"))
+    tokens = supervised = 0
+    for traj in load_source(spec):
+        for s in renderer.render(traj):
+            tokens += len(s)
+            supervised += s.num_supervised
+    res: dict[str, Any] = {
+        "trajectories": renderer.report.seen,
+        # these render per turn in training (mode auto), repeating their history per turn
+        "not_prefix_stable": renderer.report.skipped,
+        "limit": round(tokens / supervised, 4),
+    }
+    for b in sorted({1, batch}):
+        d = TrajectoryDataModule(
+            {"ratio": {"path": str(source), "format": fmt}},
+            str(tokenizer),
+            batch_size=b,
+            val_size=val_size,
+            packing={"enabled": True, "seq_length": seq, "window": 1000},
+        )
+        d.prepare()
+        d.setup()
+        real = processed = sup = 0
+        for x in d.train_dataloader():
+            real += int((x["sample_index"] >= 0).sum())
+            processed += x["input_ids"].numel()
+            sup += int((x["labels"] != IGNORE_INDEX).sum())
+        res[f"achieved_batch_{b}"] = round(processed / sup, 4)
+        # the limit of the very samples trained (overlong and validation ones left out)
+        res[f"trained_limit_batch_{b}"] = round(real / sup, 4)
+        res[f"padding_batch_{b}"] = round(1 - real / processed, 4)
+    report = d.mixture_report()["ratio"]
+    res.update(
+        dropped=report.get("dropped", {}),
+        val=report.get("val", 0),
+        within_5pct=res[f"achieved_batch_{batch}"] <= 1.05 * res["limit"],
+    )
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None, help="data and cache folder")
     ap.add_argument("--copies", type=int, default=17)
     ap.add_argument("--resume-at", type=int, default=1_000_000)
     ap.add_argument("--num-proc", type=int, default=None)
+    ap.add_argument("--ratio-source", type=Path, default=GLAIVE)
+    ap.add_argument("--ratio-format", default="sharegpt")
+    ap.add_argument("--ratio-tokenizer", type=Path, default=QWEN2_5)
+    ap.add_argument("--ratio-seq", type=int, default=4096)
+    ap.add_argument("--ratio-batch", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="xlam-bench-"))
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)  # cold numbers need a cold cache
     res: dict[str, Any] = {}
+
+    if args.ratio_source.exists() and args.ratio_tokenizer.exists():
+        res["token_ratio"] = token_ratio(
+            args.ratio_source,
+            args.ratio_format,
+            args.ratio_tokenizer,
+            args.ratio_seq,
+            args.ratio_batch,
+        )
+        print(json.dumps({"token_ratio": res["token_ratio"]}), flush=True)
 
     for seq in (4096, 8192):
         eff = packing_efficiency(cache, seq)
