@@ -1,8 +1,10 @@
 """Shared test fixtures and helpers.
 
-Fixtures: offline mode, the shared real-data folder, the tiny tokenizer. Helpers: the real
-CLIs in a subprocess, the overrides that quieten a run, a tiny model config, and readers of
-what a run writes (``csv/metrics.csv``, ``debug/batches-rank<r>.jsonl``). Test modules
+Fixtures: offline mode, the shared real-data folder, the tiny tokenizer and a random tiny
+model exported like a training run. Helpers: the real
+CLIs in a subprocess, the overrides that quieten a run, a tiny model config, readers of
+what a run writes (``csv/metrics.csv``, ``debug/batches-rank<r>.jsonl``), and a local
+OpenAI-shaped HTTP server (:class:`FakeOpenAI`). Test modules
 import the helpers as ``from conftest import ...``: under pytest's default ``prepend``
 import mode ``tests/`` is on ``sys.path`` and this file is the module ``conftest``.
 """
@@ -15,7 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +192,20 @@ def tiny_tokenizer():
     return AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
 
 
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny Qwen2 with the tiny tokenizer, exported like a training run."""
+    from transformers import AutoTokenizer
+
+    from xlam import TINY_TOKENIZER_DIR
+    from xlam.models.components.build import build_causal_lm
+    from xlam.models.export import export_hf
+
+    tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
+    model = build_causal_lm(None, len(tok), from_config=TINY_QWEN2, seed=0)
+    return export_hf(model, tok, tmp_path_factory.mktemp("tiny") / "export")
+
+
 def first_samples(tokenizer, per_source: int = 3) -> list[tuple[str, object]]:
     """``(source, RenderedSample)`` of the first trajectories of each embedded source."""
     from xlam import SAMPLE_DATA_DIR
@@ -219,3 +238,107 @@ class TinyModules(dict):
         module.configure_model()
         self[overrides] = module.eval()
         return self[overrides]
+
+
+# A ``FakeOpenAI.respond`` payload: close the connection without answering.
+DROP = object()
+
+
+class FakeOpenAI:
+    """An OpenAI-shaped HTTP server on 127.0.0.1, in a thread; ``respond`` decides each answer.
+
+    ``respond(n, path, body)`` returns ``(status, payload)`` or ``(status, payload,
+    headers)``, where ``n`` counts requests from 0 and ``payload`` is JSON-serialisable,
+    ``bytes`` sent as is, or :data:`DROP` (the socket is closed with no answer). ``delay``
+    gives seconds to wait before answering (past the client's timeout: a timeout).
+    ``seen`` keeps every request (path, headers, body, arrival time).
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.respond: Callable[[int, str, dict], tuple] = self.echo
+        self.delay: Callable[[dict], float] = lambda body: 0.0
+        self.in_flight = self.max_in_flight = 0
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake._lock:
+                    n = len(fake.seen)
+                    fake.seen.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "time": time.monotonic(),
+                        }
+                    )
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    time.sleep(fake.delay(body))
+                    status, payload, *rest = fake.respond(n, self.path, body)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+                if payload is DROP:
+                    self.close_connection = True
+                    return
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in (rest[0] if rest else {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that timed out and left: the broken pipe is expected
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    @staticmethod
+    def echo(n: int, path: str, body: dict) -> tuple[int, Any]:
+        if path.endswith("/chat/completions"):
+            return 200, chat_response(content=f"answer {n}")
+        return 200, completion_response(f"text {n}")
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def chat_response(content: str | None = None, calls: Sequence[tuple[str, str]] = ()) -> dict:
+    """A ``chat.completion`` answer with ``content`` and ``(name, arguments)`` calls."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [
+            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
+            for i, (n, a) in enumerate(calls)
+        ]
+    return {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
+    }
+
+
+def completion_response(text: str) -> dict:
+    """A ``text_completion`` answer."""
+    return {
+        "object": "text_completion",
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }

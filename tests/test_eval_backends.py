@@ -19,13 +19,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY_QWEN2
+from conftest import FakeOpenAI, chat_response, completion_response
 
 from xlam import SAMPLE_DATA_DIR
 from xlam.eval.backends import BackendUnavailable, HFBackend, OpenAIBackend, VLLMBackend
@@ -64,87 +63,6 @@ def requests_() -> list[Request]:
 
 
 # --------------------------------------------------------------------------- a real server
-
-
-class FakeOpenAI:
-    """An OpenAI-shaped HTTP server in a thread; ``respond`` decides each answer.
-
-    ``respond(n, path, body) -> (status, payload)`` where ``n`` counts requests from 0 and
-    ``payload`` is JSON-serialisable (or ``bytes`` sent as is).
-    """
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
-        self.respond: Callable[[int, str, dict], tuple[int, Any]] = self.echo
-        self.delay: Callable[[dict], float] = lambda body: 0.0
-        self.in_flight = self.max_in_flight = 0
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake._lock:
-                    n = len(fake.seen)
-                    fake.seen.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": body}
-                    )
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                try:
-                    time.sleep(fake.delay(body))
-                    status, payload = fake.respond(n, self.path, body)
-                finally:
-                    with fake._lock:
-                        fake.in_flight -= 1
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    @staticmethod
-    def echo(n: int, path: str, body: dict) -> tuple[int, Any]:
-        if path.endswith("/chat/completions"):
-            return 200, chat_response(content=f"answer {n}")
-        return 200, completion_response(f"text {n}")
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def chat_response(content: str | None = None, calls: list[tuple[str, str]] = ()) -> dict:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        message["tool_calls"] = [
-            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
-            for i, (n, a) in enumerate(calls)
-        ]
-    return {
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
-    }
-
-
-def completion_response(text: str) -> dict:
-    return {
-        "object": "text_completion",
-        "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }
 
 
 @pytest.fixture
@@ -263,6 +181,24 @@ def test_transient_errors_are_retried_with_backoff(server: FakeOpenAI) -> None:
     assert len(server.seen) == 3
 
 
+def test_retry_delay_doubles_honours_retry_after_and_is_bounded() -> None:
+    from xlam.eval.backends.openai import parse_retry_after, retry_delay
+
+    assert [retry_delay(a, 0.5, 60.0) for a in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert retry_delay(1, 0.5, 60.0, retry_after=7.0) == 7.0  # the server's wait, not less
+    assert retry_delay(10, 0.5, 30.0, retry_after=120.0) == 30.0  # never past max_backoff
+    jittered = [retry_delay(2, 1.0, 60.0, jitter=0.25) for _ in range(200)]
+    assert all(2.0 <= d <= 2.5 for d in jittered) and len(set(jittered)) > 1
+    assert [parse_retry_after(v) for v in ("3", " 1.5 ", "-2", "soon", None)] == [
+        3.0,
+        1.5,
+        0.0,
+        None,
+        None,
+    ]
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+
+
 def test_persistent_5xx_is_a_counted_error_after_the_retries(server: FakeOpenAI) -> None:
     server.respond = lambda n, path, body: (500, {"error": "boom"})
     (out,) = _backend(server.url, retries=2).generate([Request("a", [{"role": "user"}], [])])
@@ -378,20 +314,6 @@ def test_credentials_in_the_url_stay_out_of_describe() -> None:
 
 
 # --------------------------------------------------------------------------- hf
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny Qwen2 with the tiny tokenizer, exported like a training run."""
-    from transformers import AutoTokenizer
-
-    from xlam import TINY_TOKENIZER_DIR
-    from xlam.models.components.build import build_causal_lm
-    from xlam.models.export import export_hf
-
-    tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
-    model = build_causal_lm(None, len(tok), from_config=TINY_QWEN2, seed=0)
-    return export_hf(model, tok, tmp_path_factory.mktemp("tiny") / "export")
 
 
 def _greedy_ids(model_dir: Path, prompt: str, steps: int) -> tuple[list[int], bool]:

@@ -227,5 +227,38 @@ def test_vllm_backend_gets_the_trained_task_right(vllm_backend: Any, export_dir:
     assert summary["metrics"]["call_accuracy"] == 1.0
 
 
+def test_the_served_model_as_a_critic_is_counted_and_never_crashes(
+    server: str, tmp_path: Path
+) -> None:
+    # xlam-data critique against the real server: the tiny export learnt one tool call, so
+    # its verdicts are nonsense, but every trajectory is judged, re-asked, counted and
+    # written in order; a second run asks only what has no judgement (failed ones).
+    from xlam.data.cli import main
+
+    lines = (SAMPLE_DATA_DIR / "chat.jsonl").read_text().splitlines()[:4]
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(x + "\n" for x in lines))
+    prompt = tmp_path / "rubric.txt"
+    prompt.write_text('Rate the episode 1-5.\n{trajectory}\nReply {"score": 1-5, "reasons": "..."}')
+    out = tmp_path / "out.jsonl"
+    args = ["critique", str(data), "--out", str(out), "--base-url", server, "--model", "xlam-tiny"]
+    args += ["--prompt", str(prompt), "--max-reasks", "1", "--api-key-env", "XLAM_NO_SUCH_KEY"]
+    args += ["--set", "judge.max_tokens=24", "--set", "max_message_chars=300", "--retries", "1"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    n = len(lines)
+    assert report["read"] == report["scored"] + report["unparseable"] + report["failed"] == n
+    assert n <= report["requests"] <= 2 * n
+    assert report["failed"] == 0, report  # the server answered every request
+    written = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [w["unique_trajectory_id"] for w in written] == [
+        json.loads(x)["unique_trajectory_id"] for x in lines
+    ]
+    assert {w["metadata"]["critic"]["judge"] for w in written} == {"openai:xlam-tiny"}
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out.report.json").read_text())
+    assert again["cached"] == n - report["failed"]
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))

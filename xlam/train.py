@@ -67,6 +67,31 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def resolve_run_dir_model(cfg: DictConfig) -> None:
+    """``model.path=RUN_DIR`` (a finished run, e.g. SFT before DPO) means its ``export/``."""
+    path = cfg.model.get("path")
+    if path and not (Path(path) / "config.json").is_file():
+        export = Path(path) / "export"
+        if (export / "config.json").is_file():
+            log.info("model.path %s is a run dir: training from its export %s", path, export)
+            cfg.model.path = str(export)
+
+
+def instantiate_module(cfg: DictConfig) -> L.LightningModule:
+    """The LightningModule of ``cfg.objective``: ``sft`` the model group as it is, ``dpo``
+    the same arguments to :class:`~xlam.models.dpo.DPOModule` with the objective."""
+    objective = cfg.get("objective") or {}
+    name = objective.get("name", "sft")
+    if name == "sft":
+        return hydra.utils.instantiate(cfg.model)
+    if name != "dpo":
+        raise ValueError(f"objective.name must be sft or dpo, got {name!r}")
+    node = OmegaConf.to_container(cfg.model, resolve=True)
+    node["_target_"] = "xlam.models.dpo.DPOModule"
+    node["objective"] = to_container(objective)
+    return hydra.utils.instantiate(node)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train a model as described by ``cfg``.
 
@@ -87,8 +112,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     output_dir.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
 
+    resolve_run_dir_model(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
-    module = hydra.utils.instantiate(cfg.model)
+    module = instantiate_module(cfg)
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from xlam.data.mixture import SourceSpec
+from xlam.data.preference import PAIRS_FORMAT
 from xlam.data.render import Renderer, RenderError, RenderOptions
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ def cache_key(spec: SourceSpec, tokenizer: Any, options: RenderOptions) -> str:
             "files": files_fingerprint(spec.path),
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "render": options.key(),
+            # Only when set, so that the keys of sources without one stay as they were.
+            **({"min_score": spec.min_score} if spec.min_score is not None else {}),
         }
     )
 
@@ -155,7 +158,9 @@ def get_renderer(
     return _RENDERERS[key][1]
 
 
-def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, list[Any]]:
+def render_rows(
+    trajectories_json: list[str], renderer: Renderer, pairs: bool = False
+) -> dict[str, list[Any]]:
     """Render trajectories (JSON) into sample rows.
 
     A trajectory the renderer skips (or cannot parse) becomes one row with ``length`` 0 and
@@ -163,8 +168,23 @@ def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, l
     :data:`~xlam.data.render.ERROR_KINDS`, or ``schema_error``), so counts per rule survive
     the cache. ``spans`` holds each sample's supervised spans, flattened
     (``[a0, b0, a1, b1, ...]``), for truncation that never trains on a cut turn.
+
+    With ``pairs`` the records are preference pairs, each one sample of both halves
+    (:func:`~xlam.data.render.pairs.render_pair`), and the rows have a ``split`` column.
     """
     from xlam.data.schema import SchemaError, Trajectory
+
+    if pairs:
+        from xlam.data.preference import PreferencePair
+        from xlam.data.render.pairs import render_pair
+
+        def render(text: str) -> list[Any]:
+            got = render_pair(renderer, PreferencePair.from_json(text))
+            return [got] if got is not None else []
+    else:
+
+        def render(text: str) -> list[Any]:
+            return renderer.render(Trajectory.from_json(text))
 
     out: dict[str, list[Any]] = {
         "id": [],
@@ -173,6 +193,7 @@ def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, l
         "spans": [],
         "length": [],
         "error": [],
+        **({"split": []} if pairs else {}),
     }
 
     def failed(text: str, why: str) -> None:
@@ -182,11 +203,13 @@ def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, l
         out["spans"].append([])
         out["length"].append(0)
         out["error"].append(why)
+        if pairs:
+            out["split"].append(0)
 
     for text in trajectories_json:
         before = Counter(renderer.report.errors)
         try:
-            samples = renderer.render(Trajectory.from_json(text))
+            samples = render(text)
         except RenderError as e:
             failed(text, f"{e.kind}: {e.detail}")
             continue
@@ -203,6 +226,8 @@ def render_rows(trajectories_json: list[str], renderer: Renderer) -> dict[str, l
             out["spans"].append([x for span in s.spans for x in span])
             out["length"].append(len(s.input_ids))
             out["error"].append("")
+            if pairs:
+                out["split"].append(s.split)
     return out
 
 
@@ -233,9 +258,10 @@ def render_batch(
     tokenizer_path: str,
     options: dict[str, Any],
     version: str | None = None,
+    pairs: bool = False,
 ) -> dict[str, list[Any]]:
     """``Dataset.map`` function: a batch of ``{json}`` rows to sample rows."""
-    return render_rows(batch["json"], get_renderer(tokenizer_path, options, version))
+    return render_rows(batch["json"], get_renderer(tokenizer_path, options, version), pairs)
 
 
 def _trajectory_json(spec: dict[str, Any]) -> Iterator[dict[str, str]]:
@@ -245,7 +271,7 @@ def _trajectory_json(spec: dict[str, Any]) -> Iterator[dict[str, str]]:
         yield {"json": t.to_json()}
 
 
-def _features() -> Any:
+def _features(pairs: bool = False) -> Any:
     import datasets
 
     ints = datasets.List(datasets.Value("int32"))
@@ -257,6 +283,7 @@ def _features() -> Any:
             "spans": ints,
             "length": datasets.Value("int32"),
             "error": datasets.Value("string"),
+            **({"split": datasets.Value("int32")} if pairs else {}),
         }
     )
 
@@ -278,6 +305,9 @@ class RenderedTable:
         self._spans = [self._flat(c) for c in table.column("spans").chunks]
         sizes = [len(c) for c in table.column("input_ids").chunks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # Preference pairs: where the rejected half starts (xlam.data.render.pairs).
+        names = table.column_names
+        self._split = table.column("split").to_numpy() if "split" in names else None
 
     @staticmethod
     def _flat(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -325,7 +355,10 @@ class RenderedTable:
         a, b = int(offs[j]), int(offs[j + 1])
         loffs, lvals = self._lab[c]
         la, lb = int(loffs[j]), int(loffs[j + 1])
-        return {"id": self._ids[row].as_py(), "input_ids": vals[a:b], "labels": lvals[la:lb]}
+        out = {"id": self._ids[row].as_py(), "input_ids": vals[a:b], "labels": lvals[la:lb]}
+        if self._split is not None:
+            out["split"] = int(self._split[row])
+        return out
 
 
 @dataclass
@@ -337,7 +370,9 @@ class CacheInfo:
         path: Cache entry folder.
         hit: The entry existed: nothing was rendered.
         seconds: Time to load or build.
-        read: Trajectories read from the source.
+        read: Trajectories read from the source (after a ``min_score``).
+        scores: With a source ``min_score``: what it kept and removed
+            (:meth:`ScoreCounts.to_dict <xlam.data.scores.ScoreCounts.to_dict>`).
     """
 
     key: str | None
@@ -345,12 +380,31 @@ class CacheInfo:
     hit: bool
     seconds: float
     read: int
+    scores: dict[str, Any] | None = None
 
 
 def _auto_num_proc(rows: int, num_proc: int | None) -> int:
     if num_proc is not None:
         return max(1, num_proc)
     return max(1, min(os.cpu_count() or 1, rows // _MIN_ROWS_PER_PROC))
+
+
+def score_counts(spec: SourceSpec) -> dict[str, Any] | None:
+    """What the source's ``min_score`` keeps and removes (``None`` without one).
+
+    Raises:
+        MinScoreError: A trajectory was never judged (from
+            :func:`~xlam.data.sources.filter_min_score`).
+    """
+    if spec.min_score is None:
+        return None
+    from xlam.data.scores import ScoreCounts
+    from xlam.data.sources import filter_min_score, read_source
+
+    counts = ScoreCounts(spec.min_score)
+    for _ in filter_min_score(read_source(spec), spec, counts):
+        pass
+    return counts.to_dict()
 
 
 def render_source(
@@ -372,12 +426,13 @@ def render_source(
     from xlam.data.sources import load_source
 
     t0 = time.perf_counter()
+    pairs = spec.format == PAIRS_FORMAT
     if cache_dir is None:
         renderer = Renderer(tokenizer, options)
         texts = [t.to_json() for t in load_source(spec)]
-        table = pa.table(render_rows(texts, renderer)).cast(_features().arrow_schema)
+        table = pa.table(render_rows(texts, renderer, pairs)).cast(_features(pairs).arrow_schema)
         return RenderedTable(table), CacheInfo(
-            None, None, False, time.perf_counter() - t0, len(texts)
+            None, None, False, time.perf_counter() - t0, len(texts), score_counts(spec)
         )
     import datasets
 
@@ -386,14 +441,21 @@ def render_source(
     entry = root / f"{spec.name}-{key}"
     hit = entry.is_dir()
     if not hit:
+        # A whole pass first: a trajectory never judged stops the run here with its own
+        # message (inside the build, ``datasets`` would wrap it in a generic error).
+        scores = score_counts(spec)
         if next(load_source(spec), None) is None:
             # Nothing to render (``datasets`` refuses an empty build); the caller says so.
-            empty = _features().arrow_schema.empty_table()
-            return RenderedTable(empty), CacheInfo(None, None, False, time.perf_counter() - t0, 0)
-        _build(spec, tokenizer, options, root, entry, num_proc)
+            empty = _features(pairs).arrow_schema.empty_table()
+            return RenderedTable(empty), CacheInfo(
+                None, None, False, time.perf_counter() - t0, 0, scores
+            )
+        _build(spec, tokenizer, options, root, entry, num_proc, scores)
     meta = json.loads((entry / "xlam_meta.json").read_text())
     ds = datasets.load_from_disk(str(entry))
-    info = CacheInfo(key, str(entry), hit, time.perf_counter() - t0, int(meta["read"]))
+    info = CacheInfo(
+        key, str(entry), hit, time.perf_counter() - t0, int(meta["read"]), meta.get("scores")
+    )
     log.info(
         "source %s: %s cache %s (%.2fs)", spec.name, "hit" if hit else "built", entry, info.seconds
     )
@@ -407,6 +469,7 @@ def _build(
     root: Path,
     entry: Path,
     num_proc: int | None,
+    scores: dict[str, Any] | None = None,
 ) -> None:
     import datasets
 
@@ -429,8 +492,9 @@ def _build(
                 "tokenizer_path": str(tokenizer.name_or_path),
                 "options": asdict(options),
                 "version": tokenizer_fingerprint(tokenizer),
+                **({"pairs": True} if spec.format == PAIRS_FORMAT else {}),
             },
-            features=_features(),
+            features=_features(spec.format == PAIRS_FORMAT),
             num_proc=nproc if nproc > 1 else None,
             cache_file_name=str(tmp / "map" / "rendered.arrow"),
             desc=f"render {spec.name}",
@@ -446,6 +510,7 @@ def _build(
                     "num_proc": nproc,
                     "created": time.time(),
                     "version": CACHE_VERSION,
+                    **({"scores": scores} if scores is not None else {}),
                 },
                 indent=1,
             )

@@ -1,4 +1,4 @@
-"""``xlam-data``: the data command line (convert, verify, stats, inspect, ...).
+"""``xlam-data``: the data command line (convert, verify, stats, inspect, critique, ...).
 
 Each subcommand lives in ``xlam.data.commands.<name>`` and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``. User mistakes (a missing file, a
@@ -26,6 +26,11 @@ register("verify", "xlam.data.commands.verify", "rule-check trajectories; write 
 register("stats", "xlam.data.commands.stats", "counts, lengths and histograms of a dataset")
 register("inspect", "xlam.data.commands.inspect", "show rendered samples with supervised spans")
 register("synth", "xlam.data.commands.synth", "generate verified synthetic tool-use data")
+register("critique", "xlam.data.commands.critique", "score trajectories 1-5 with an LLM judge")
+register("filter", "xlam.data.commands.filter", "keep trajectories whose critic score is >= K")
+register(
+    "pairs", "xlam.data.commands.pairs", "preference pairs: convert, from-synth, from-eval, verify"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,11 @@ batch, so no token attends across samples.
 
 Label boundary: the label of a sample's first token is ``IGNORE_INDEX``, so the loss never
 asks the last token of one packed sample to predict the first token of the next.
+
+Preference pairs (:mod:`xlam.data.render.pairs`) are samples with a ``split``: both halves
+stay in one row, the rejected half is a sequence of its own (positions restart, its first
+label is ignored) and the batch adds ``pair_side`` (0 chosen, 1 rejected, -1 padding). Such
+samples are always collated packed, one pair per row when packing is off.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ def pad_collate(samples: list[Sample], pad_id: int) -> dict[str, Any]:
         samples: ``{input_ids, labels, id, source, position?}`` dicts.
         pad_id: Token id of padding.
     """
+    if any(s.get("split") for s in samples):
+        # The halves of a pair need their own positions: one pair per packed row.
+        return packed_collate([[s] for s in samples], pad_id)
     if not samples:
         return _empty(pad_id, packed=False)
     n = max(len(s["input_ids"]) for s in samples)
@@ -104,6 +112,8 @@ def packed_collate(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
     flat_lab = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
     index = np.full((len(rows), width), -1, dtype=np.int64)
+    pairs = any(s.get("split") for r in rows for s in r)
+    side = np.full((len(rows), width), -1, dtype=np.int64) if pairs else None
     seqlens: list[int] = []
     samples: list[Sample] = []
     for r, row in enumerate(rows):
@@ -116,7 +126,16 @@ def packed_collate(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
             pos[r, at : at + k] = np.arange(k)
             index[r, at : at + k] = len(samples)
             samples.append(s)
-            seqlens.append(k)
+            cut = int(s.get("split", 0))
+            if cut:
+                # The rejected half never sees the chosen one, nor predicts from its end.
+                pos[r, at + cut : at + k] = np.arange(k - cut)
+                flat_lab[r, at + cut] = IGNORE_INDEX
+                side[r, at : at + cut] = 0
+                side[r, at + cut : at + k] = 1
+                seqlens += [cut, k - cut]
+            else:
+                seqlens.append(k)
             at += k
         if at < width:
             # Padding restarts its positions too: it is a sequence of its own, so the
@@ -125,6 +144,7 @@ def packed_collate(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
             seqlens.append(width - at)
     cu = np.concatenate([[0], np.cumsum(seqlens)]).astype(np.int32)
     ids = torch.from_numpy(flat_ids)
+    extra = {"pair_side": torch.from_numpy(side)} if side is not None else {}
     return {
         "input_ids": ids,
         "labels": torch.from_numpy(flat_lab),
@@ -134,6 +154,7 @@ def packed_collate(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
         "cu_seqlens": torch.from_numpy(cu),
         "max_seqlen": int(max(seqlens)),
         **_meta(samples),
+        **extra,
     }
 
 

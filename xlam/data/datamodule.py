@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -35,6 +35,7 @@ from xlam.data.mixture import (
     sources_from_config,
 )
 from xlam.data.packing import PackingConfig
+from xlam.data.preference import PAIRS_FORMAT
 from xlam.data.render import RenderError, RenderOptions, truncate_sample
 from xlam.data.sampler import BalancedSampler
 from xlam.data.sources import StreamingSource, count_records, load_source
@@ -135,6 +136,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.num_samples = num_samples
         self.val_size = val_size
         self.render_options = RenderOptions(**(render or {}))
+        self.pairs = self._check_pairs()
+        if self.pairs:  # each side's compared turn is its last per-turn sample
+            self.render_options = replace(self.render_options, mode="per_turn")
         self.num_workers = num_workers
         self.overfit_samples = overfit_samples
         self.cache_dir = cache_dir
@@ -155,6 +159,25 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._bins: int | None = None
         self._sized_for: tuple[int, int, int] | None = None
         self._epoch_steps: int | None = None  # optimizer steps of a run sized by the plan
+
+    def _check_pairs(self) -> bool:
+        """Whether the sources are preference pairs (``format: pairs``); never mixed."""
+        kinds = {s.format == PAIRS_FORMAT for s in self.specs if not s.left_out}
+        if kinds != {True}:
+            if True in kinds:
+                raise ValueError(
+                    "data.sources mixes preference pairs (format: pairs) with trajectories: "
+                    "a run trains on one or the other"
+                )
+            return False
+        streaming = [s.name for s in self.specs if s.streaming]
+        if streaming:
+            raise ValueError(f"pair sources cannot stream yet: {streaming} (streaming: false)")
+        if self.overlong == "truncate":
+            raise ValueError(
+                "data.overlong=truncate would cut a pair's rejected half: use drop or error"
+            )
+        return True
 
     # -- preparation -------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -210,6 +233,8 @@ class TrajectoryDataModule(L.LightningDataModule):
                 {r: ids[:2] for r, ids in ledger.examples.items()},
             )
         counts: dict[str, Any] = {"cache": "hit" if info.hit else ("built" if info.key else "off")}
+        if info.scores is not None:  # read = kept + removed by data.sources.NAME.min_score
+            counts["min_score"] = info.scores
         if self.val_size:
             cut = min(self.val_size, len(valid) // 2)
             for row in valid[len(valid) - cut :]:
@@ -242,6 +267,8 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def _load_streaming(self, spec: SourceSpec) -> tuple[StreamingSource, float]:
         fp = {"files": files_fingerprint(spec.path), "format": spec.format, "name": spec.name}
+        if spec.min_score is not None:  # (absent otherwise: memos of older runs stay valid)
+            fp["min_score"] = spec.min_score
         size = spec.size
         if size is None:
             size = int(memo(self.cache_dir, "records", fp, lambda: count_records(spec)))
@@ -501,7 +528,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         # a token mean over the whole step (xlam/models/components/loss.py).
         trainer = getattr(self, "trainer", None)
         accum = trainer.accumulate_grad_batches if trainer is not None else 1
-        return StepTokenCounter(ResumableLoader(dataset, self.num_workers), accum)
+        count = count_pairs if self.pairs else None  # a preference loss is a mean over pairs
+        return StepTokenCounter(ResumableLoader(dataset, self.num_workers), accum, count)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_samples:
@@ -604,6 +632,11 @@ class TrajectoryDataModule(L.LightningDataModule):
         return out
 
 
+def count_pairs(batch: dict[str, Any]) -> int:
+    """Preference pairs in a batch (one sample each)."""
+    return len(batch["ids"])
+
+
 def default_sources(data_dir: str) -> dict[str, Any]:
     """The embedded sample mixture (one epoch of each source)."""
     from pathlib import Path
@@ -615,4 +648,4 @@ def default_sources(data_dir: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["TrajectoryDataModule", "default_sources"]
+__all__ = ["TrajectoryDataModule", "count_pairs", "default_sources"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from xlam import SAMPLE_DATA_DIR
 from xlam.data.packing import PackingConfig
+from xlam.data.scores import check_min_score
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class SourceSpec:
             samples dropped or truncated) before the run stops with an error naming the
             rules; ``None`` uses ``data.max_drop_fraction``. ``1.0`` accepts any loss, even
             a source left with no usable sample (it then leaves the mixture).
+        min_score: Keep only trajectories the critic scored at least this (1..5,
+            ``metadata.critic.score``, written by ``xlam-data critique``); the others are
+            counted and logged, not lost (:func:`xlam.data.sources.filter_min_score`). A
+            trajectory never judged (or whose judgement failed) is an error, not a drop.
     """
 
     name: str
@@ -60,6 +65,7 @@ class SourceSpec:
     streaming: bool = False
     shuffle_buffer: int = 10_000
     max_drop_fraction: float | None = None
+    min_score: int | None = None
 
     def __post_init__(self) -> None:
         where = f"data.sources.{self.name}"
@@ -77,6 +83,8 @@ class SourceSpec:
             raise ValueError(f"{where}.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
         if self.max_drop_fraction is not None:
             check_fraction(f"{where}.max_drop_fraction", self.max_drop_fraction)
+        if self.min_score is not None:
+            check_min_score(f"{where}.min_score", self.min_score)
 
     @property
     def left_out(self) -> bool:

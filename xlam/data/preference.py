@@ -15,7 +15,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlam.data.schema import Message, SchemaError, Trajectory
+from xlam.data.schema import Message, SchemaError, Trajectory, read_jsonl, write_jsonl
+
+# ``data.sources.NAME.format`` of a source of pairs (JSONL of :class:`PreferencePair`).
+PAIRS_FORMAT = "pairs"
+
+SIDES: tuple[str, ...] = ("chosen", "rejected")
+
+# The rules a pair breaks beyond the trajectory schema (name -> meaning); importers report
+# them under these names, :meth:`PreferencePair.from_dict` raises them as a SchemaError.
+PAIR_RULES: dict[str, str] = {
+    "pair_side": "'chosen' or 'rejected' is missing or is not one assistant message",
+    "pair_history": "the shared history does not end with a user or tool message",
+    "pair_same": "'chosen' and 'rejected' are the same message",
+}
+
+
+def pair_problem(
+    conversation: list[Message], chosen: Message, rejected: Message
+) -> tuple[str, str] | None:
+    """The first pair rule (:data:`PAIR_RULES`) broken, as ``(rule, message)``, or ``None``."""
+    for side, msg in (("chosen", chosen), ("rejected", rejected)):
+        if msg.role != "assistant":
+            return "pair_side", f"'{side}' must be an assistant message, not {msg.role}"
+    if not conversation:
+        return "pair_history", "the history is empty"
+    if conversation[-1].role == "assistant":
+        return "pair_history", "the history must end with a user or tool message"
+    if chosen == rejected:
+        return "pair_same", "'chosen' and 'rejected' are the same message"
+    return None
 
 
 @dataclass
@@ -59,7 +88,7 @@ class PreferencePair:
 
     def completed(self, side: str) -> Trajectory:
         """The history followed by the ``chosen`` or ``rejected`` message."""
-        if side not in ("chosen", "rejected"):
+        if side not in SIDES:
             raise ValueError(f"side must be 'chosen' or 'rejected', got {side!r}")
         traj = self.history()
         traj.unique_trajectory_id = f"{self.unique_trajectory_id}@{side}"
@@ -87,18 +116,17 @@ class PreferencePair:
         if not isinstance(d, dict):
             raise SchemaError(f"preference pair must be a JSON object, got {type(d).__name__}")
         sides = {}
-        for side in ("chosen", "rejected"):
+        for side in SIDES:
             if side not in d:
                 raise SchemaError(f"missing '{side}' (an assistant message)")
-            msg = Message.from_dict(d[side])
-            if msg.role != "assistant":
-                raise SchemaError(f"'{side}' must be an assistant message, not {msg.role}")
-            sides[side] = msg
+            try:
+                sides[side] = Message.from_dict(d[side])
+            except SchemaError as e:
+                raise SchemaError(f"'{side}': {e}") from None
         hist = Trajectory.from_dict({k: v for k, v in d.items() if k not in sides})
-        if hist.conversation[-1].role == "assistant":
-            raise SchemaError("the history must end with a user or tool message")
-        if sides["chosen"] == sides["rejected"]:
-            raise SchemaError("'chosen' and 'rejected' are the same message")
+        problem = pair_problem(hist.conversation, sides["chosen"], sides["rejected"])
+        if problem is not None:
+            raise SchemaError(problem[1])
         return cls(
             unique_trajectory_id=hist.unique_trajectory_id,
             source=hist.source,
@@ -119,30 +147,46 @@ class PreferencePair:
         return cls.from_dict(d)
 
 
+def pair_at(
+    traj: Trajectory,
+    index: int,
+    rejected: Message,
+    pair_id: str,
+    metadata: dict[str, Any] | None = None,
+) -> PreferencePair:
+    """The pair whose history is ``traj.conversation[:index]`` and whose chosen message is
+    the assistant message at ``index`` (the gold turn), against ``rejected``.
+
+    Raises:
+        SchemaError: The message at ``index`` is not an assistant message, or the pair
+            breaks a rule of :data:`PAIR_RULES`.
+    """
+    chosen = traj.conversation[index]
+    hist = traj.conversation[:index]
+    problem = pair_problem(hist, chosen, rejected)
+    if problem is not None:
+        raise SchemaError(f"{traj.id} message {index}: {problem[1]}")
+    return PreferencePair(
+        unique_trajectory_id=pair_id,
+        source=traj.source,
+        conversation=hist,
+        chosen=chosen,
+        rejected=rejected,
+        task_instruction=traj.task_instruction,
+        tools=traj.tools,
+        metadata=metadata if metadata is not None else {},
+    )
+
+
 def read_pairs(path: str | Path) -> Iterator[PreferencePair]:
     """Stream pairs from a JSONL file.
 
     Raises:
         SchemaError: On the first bad line, naming the file and line number.
     """
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield PreferencePair.from_json(line)
-            except SchemaError as e:
-                raise SchemaError(f"{path}:{lineno}: {e}") from e
+    return read_jsonl(path, PreferencePair.from_json)
 
 
 def write_pairs(pairs: Iterator[PreferencePair] | list[PreferencePair], path: str | Path) -> int:
     """Write pairs as JSONL; returns the count written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as f:
-        for p in pairs:
-            f.write(p.to_json() + "\n")
-            n += 1
-    return n
+    return write_jsonl(pairs, path)

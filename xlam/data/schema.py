@@ -8,10 +8,10 @@ JSON objects in memory; on disk a trajectory is one JSON object per line (JSONL)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Role = Literal["user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("user", "assistant", "tool")
@@ -303,8 +303,11 @@ def normalize_tool(t: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": out}
 
 
-def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
-    """Stream trajectories from a unified JSONL file.
+T = TypeVar("T")
+
+
+def read_jsonl(path: str | Path, from_json: Callable[[str], T]) -> Iterator[T]:
+    """Stream ``from_json(line)`` for every non-blank line of a JSONL file.
 
     Raises:
         SchemaError: On the first bad line, naming the file and line number.
@@ -315,18 +318,32 @@ def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
             if not line.strip():
                 continue
             try:
-                yield Trajectory.from_json(line)
+                yield from_json(line)
             except SchemaError as e:
                 raise SchemaError(f"{path}:{lineno}: {e}") from e
 
 
-def write_trajectories(trajs: list[Trajectory] | Iterator[Trajectory], path: str | Path) -> int:
-    """Write trajectories as JSONL; returns the count written."""
+def write_jsonl(items: Iterable[Any], path: str | Path) -> int:
+    """Write objects with a ``to_json()`` as JSONL; returns the count written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with path.open("w", encoding="utf-8") as f:
-        for t in trajs:
-            f.write(t.to_json() + "\n")
+        for item in items:
+            f.write(item.to_json() + "\n")
             n += 1
     return n
+
+
+def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
+    """Stream trajectories from a unified JSONL file.
+
+    Raises:
+        SchemaError: On the first bad line, naming the file and line number.
+    """
+    return read_jsonl(path, Trajectory.from_json)
+
+
+def write_trajectories(trajs: list[Trajectory] | Iterator[Trajectory], path: str | Path) -> int:
+    """Write trajectories as JSONL; returns the count written."""
+    return write_jsonl(trajs, path)

@@ -19,22 +19,87 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xlam.data.mixture import SourceSpec
+from xlam.data.preference import PAIRS_FORMAT, read_pairs
 from xlam.data.sampler import stable_seed
 from xlam.data.schema import Trajectory, read_trajectories
+from xlam.data.scores import RULES, ScoreCounts, score_rule
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class MinScoreError(ValueError):
+    """A source with a ``min_score`` holds a trajectory the critic did not judge."""
+
+
 def load_source(spec: SourceSpec) -> Iterator[Trajectory]:
     """Stream the trajectories of a source, whatever its native format.
 
+    With ``spec.min_score`` only the trajectories the critic scored at least that pass
+    (:func:`filter_min_score`).
+
     Raises:
         FileNotFoundError: When the source path does not exist.
+        MinScoreError: ``min_score`` is set and a trajectory was never judged.
     """
+    if spec.min_score is not None:
+        yield from filter_min_score(read_source(spec), spec)
+    else:
+        yield from read_source(spec)
+
+
+def filter_min_score(
+    trajs: Iterable[Trajectory], spec: SourceSpec, counts: ScoreCounts | None = None
+) -> Iterator[Trajectory]:
+    """The trajectories scored ``>= spec.min_score``; what is removed is counted and logged.
+
+    Below the minimum and ``unparseable`` (the judge never gave a valid score) are removed,
+    as ``xlam-data filter`` removes them. A trajectory without a verdict, or whose
+    judgement ``failed``, stops the read: a drop would silently lose data that may be good.
+
+    Args:
+        trajs: The source's trajectories, in file order.
+        spec: The source (``min_score`` set).
+        counts: Filled as the pass goes (a fresh one when ``None``).
+
+    Raises:
+        MinScoreError: Naming the file, the record (index and id) and the fix.
+    """
+    assert spec.min_score is not None
+    counts = ScoreCounts(spec.min_score) if counts is None else counts
+    for index, t in enumerate(trajs):
+        rule = score_rule(t, spec.min_score)
+        if rule in ("no_critic", "failed"):
+            raise MinScoreError(
+                f"source {spec.name!r}: {spec.path}: record {index} (id {t.id!r}) has no "
+                f"critic score ({RULES[rule]}) but data.sources.{spec.name}.min_score="
+                f"{spec.min_score} keeps only scored trajectories: run `xlam-data critique` "
+                f"on the file (again, for failed judgements) or remove min_score"
+            )
+        counts.add(spec.name, rule)
+        if rule is None:
+            yield t
+    log.info(
+        "source %s: min_score=%d kept %d of %d trajectories (removed: %s)",
+        spec.name,
+        spec.min_score,
+        counts.kept,
+        counts.read,
+        dict(counts.removed) or "none",
+    )
+
+
+def read_source(spec: SourceSpec) -> Iterator[Trajectory]:
+    """Stream the source's records, whatever their format, ``min_score`` not applied."""
     path = Path(spec.path)
     if not path.exists():
         raise FileNotFoundError(f"source {spec.name!r}: {path} does not exist")
+    if spec.format == PAIRS_FORMAT:  # preference pairs (DPO): their own JSONL reader
+        for p in read_pairs(path):
+            if not p.source:
+                p.source = spec.name
+            yield p  # type: ignore[misc]  # renders like a trajectory (cache.render_rows)
+        return
     if spec.format == "unified" and path.suffix == ".jsonl":
         for t in read_trajectories(path):
             if not t.source:
@@ -155,4 +220,12 @@ class StreamingSource:
         return self.render(self.trajectory(cycle, j))
 
 
-__all__ = ["StreamingSource", "buffered_shuffle", "count_records", "load_source"]
+__all__ = [
+    "MinScoreError",
+    "StreamingSource",
+    "buffered_shuffle",
+    "count_records",
+    "filter_min_score",
+    "load_source",
+    "read_source",
+]

@@ -428,15 +428,21 @@ class CausalLMModule(L.LightningModule):
         scale = step_loss_scale(world, accum, n_step)
         loss = out["loss_sum"] * scale.to(out["loss_sum"].dtype)
         stats = torch.stack([out["loss_sum"].detach().double(), out["n_sup"].double()])
+        self._add_to_window(batch, batch_idx, stats, out["losses"])
+        # Per-token losses for the metrics callbacks (xlam/utils/monitors.py).
+        return {"loss": loss, "token_losses": out["losses"].detach()}
+
+    def _add_to_window(
+        self, batch: dict[str, Any], batch_idx: int, stats: torch.Tensor, losses: torch.Tensor
+    ) -> None:
+        """Add a micro-batch's ``stats`` (its summed loss first) to its optimizer step's."""
         self._win_stats = stats if self._win_stats is None else self._win_stats + stats
-        self._win_batches.append((batch, out["losses"].detach()))
+        self._win_batches.append((batch, losses.detach()))
         if self._is_deepspeed() and self._is_window_end(batch, batch_idx):
             # The engine steps right after this backward: check the step's loss on all ranks.
             bad = self._all_sum((~torch.isfinite(self._win_stats[:1])).double())
             if bool(bad.item()):
                 self._on_nonfinite("loss")
-        # Per-token losses for the metrics callbacks (xlam/utils/monitors.py).
-        return {"loss": loss, "token_losses": out["losses"].detach()}
 
     def on_fit_start(self) -> None:
         if self.hparams.nonfinite == "skip" and self._is_deepspeed():
@@ -515,14 +521,19 @@ class CausalLMModule(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._is_window_end(batch, batch_idx) or self._win_stats is None:
             return
-        loss_sum, sup = self._all_sum(self._win_stats).tolist()
+        stats = self._all_sum(self._win_stats).tolist()
         self._reset_window()
-        bar = {"prog_bar": True, "on_step": True, "on_epoch": False}
-        self.log("train/loss", loss_sum / max(sup, 1.0), **bar)
+        self._log_window(stats)
         if self._is_deepspeed():  # its engine clipped; the norm is known after the step
             norm = self.trainer.strategy.deepspeed_engine.get_global_grad_norm()
             if norm is not None:
                 self.log("train/grad_norm", float(norm), on_step=True, on_epoch=False)
+
+    def _log_window(self, stats: list[float]) -> None:
+        """Log one optimizer step from its window's all-reduced ``_win_stats``."""
+        loss_sum, sup = stats
+        bar = {"prog_bar": True, "on_step": True, "on_epoch": False}
+        self.log("train/loss", loss_sum / max(sup, 1.0), **bar)
 
     def _is_deepspeed(self) -> bool:
         return strategy_kind(self._trainer.strategy if self._trainer else None) == "deepspeed"

@@ -54,8 +54,12 @@ def _stable_id(text: str) -> str:
     return hashlib.sha1(str(text).encode()).hexdigest()[:16]
 
 
-def register_resolvers() -> None:
-    """Register ``${xlam_asset:rel}``, ``${xlam_wandb_offline:}`` and the typed schemas."""
+def register_resolvers(schemas: bool = True) -> None:
+    """Register ``${xlam_asset:rel}``, ``${xlam_wandb_offline:}`` and the typed schemas.
+
+    Args:
+        schemas: Also the schemas (:func:`register_schemas`; the trainer's imports Lightning).
+    """
     resolvers = (
         ("xlam_asset", _asset),
         ("xlam_wandb_offline", _wandb_offline),
@@ -64,7 +68,8 @@ def register_resolvers() -> None:
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
-    register_schemas()
+    if schemas:
+        register_schemas()
 
 
 def register_schemas() -> None:
@@ -79,14 +84,24 @@ def register_schemas() -> None:
     register_model_schemas()
 
 
-def _compose(overrides: list[str], config_name: str) -> DictConfig:
+def _compose(overrides: list[str], config_name: str, tool: bool = False) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    register_resolvers()
+    register_resolvers(schemas=not tool)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=not tool)
+
+
+def compose_tool_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose a primary config of ``conf/`` for a command that owns no run dir.
+
+    For ``xlam-data critique`` (``conf/critic.yaml``): Hydra's defaults lists and
+    ``key=value`` overrides, without the ``hydra`` runtime node and without the training
+    schemas (they would import Lightning into a data command).
+    """
+    return _compose(overrides or [], config_name, tool=True)
 
 
 def _activate(

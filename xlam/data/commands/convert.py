@@ -14,10 +14,15 @@ from xlam.data.formats import FORMATS, InputError, convert_file
 from xlam.data.formats.io import progress
 
 
+def beside(out: str | Path, suffix: str) -> Path:
+    """A file next to an output: ``data/out.jsonl``, ``report.json`` -> ``data/out.report.json``."""
+    out = Path(out)
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.{suffix}")
+
+
 def default_rejects(out: str | Path) -> Path:
     """``data/out.jsonl`` -> ``data/out.rejects.jsonl``."""
-    out = Path(out)
-    return out.with_name(f"{out.name.removesuffix('.jsonl')}.rejects.jsonl")
+    return beside(out, "rejects.jsonl")
 
 
 def check_paths(inputs: list[Path], outputs: list[Path]) -> None:

@@ -160,18 +160,22 @@ def fast_writer(fmt: str, source: str) -> Callable[[Any, dict[str, Any]], bytes 
 
 def convert_file(
     path: str | Path,
-    fmt: str,
+    fmt: str | Importer,
     out: str | Path,
     rejects: str | Path,
     source: str | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ConvertReport:
     """Convert ``path`` to unified JSONL ``out``; rejects (rule, message, origin, record) go to
-    ``rejects``. Streams: memory does not grow with the input."""
+    ``rejects``. Streams: memory does not grow with the input.
+
+    ``fmt`` is a format name or an importer function (a pair importer of
+    :mod:`~xlam.data.formats.pairs` too: whatever it returns is written by ``to_dict``)."""
     report = ConvertReport()
     source = default_source(path, fmt, source)
     with JsonlWriter(out) as good, JsonlWriter(rejects) as bad:
-        for result, _, _ in import_records(path, fmt, source, fast=fast_writer(fmt, source)):
+        fast = fast_writer(fmt, source) if isinstance(fmt, str) else None
+        for result, _, _ in import_records(path, fmt, source, fast=fast):
             report.read += 1
             if type(result) is bytes:  # the shortcut's serialised trajectory
                 report.converted += 1

@@ -26,6 +26,8 @@ class RenderedSample:
             rendered with ``annotate=True``.
         turns: Per-token index of the message in ``Trajectory.conversation`` (``-1`` for
             the system preamble and tool schemas), only with ``annotate=True``.
+        split: A preference pair (:func:`~xlam.data.render.pairs.render_pair`): the length
+            of its chosen half, which the rejected half follows; 0 for any other sample.
     """
 
     id: str
@@ -36,6 +38,7 @@ class RenderedSample:
     spans: list[tuple[int, int]] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     turns: list[int] = field(default_factory=list)
+    split: int = 0
 
     @property
     def num_supervised(self) -> int:

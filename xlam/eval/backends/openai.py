@@ -12,10 +12,12 @@ retries) comes back as a :class:`~xlam.eval.core.Completion` with ``error``, cou
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import logging
 import os
+import random
 import time
 import urllib.error
 import urllib.parse
@@ -155,7 +157,10 @@ class OpenAIBackend(Backend):
         temperature: Sampling temperature (0: greedy).
         timeout: Seconds per HTTP request.
         retries: Retries after the first attempt on connection errors, timeouts, 429, 5xx.
-        backoff: First retry delay in seconds; doubles per retry.
+        backoff: First retry delay in seconds; doubles per retry (see :func:`retry_delay`).
+        jitter: Each delay grows by up to this fraction of itself, at random.
+        max_backoff: Longest delay between two attempts, a server's ``Retry-After``
+            included (before jitter).
         concurrency: Requests in flight at once.
         batch_size: Requests a suite hands over at once.
         model_dir: Unused (the app passes it to every backend).
@@ -176,6 +181,8 @@ class OpenAIBackend(Backend):
         timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 1.0,
+        jitter: float = 0.25,
+        max_backoff: float = 60.0,
         concurrency: int = 4,
         batch_size: int = 16,
         model_dir: str | None = None,
@@ -194,6 +201,10 @@ class OpenAIBackend(Backend):
                 f"need retries >= 0, concurrency >= 1, batch_size >= 1; got {retries}, "
                 f"{concurrency}, {batch_size}"
             )
+        if backoff < 0 or jitter < 0 or max_backoff < 0:
+            raise ValueError(
+                f"need backoff, jitter and max_backoff >= 0; got {backoff}, {jitter}, {max_backoff}"
+            )
         self.base_url = api_root(base_url)
         self.model = model
         self.api = api
@@ -203,6 +214,8 @@ class OpenAIBackend(Backend):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.jitter = jitter
+        self.max_backoff = max_backoff
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.extra_body = dict(extra_body or {})
@@ -271,9 +284,8 @@ class OpenAIBackend(Backend):
                 return Completion(text=choice["text"] or "", prompt=prompt, num_tokens=num_tokens)
             message = choice["message"]
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-            raise _Failed(
-                f"unexpected response from {self._shown}: {json.dumps(data)[:300]} ({e!r})"
-            ) from None
+            shown = self._scrub(json.dumps(data)[:300])
+            raise _Failed(f"unexpected response from {self._shown}: {shown} ({e!r})") from None
         content = message.get("content") or ""
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
@@ -284,6 +296,12 @@ class OpenAIBackend(Backend):
         if calls is None:
             return Completion(text=_raw_calls_text(content, tool_calls), num_tokens=num_tokens)
         return Completion(text=content, calls=calls, num_tokens=num_tokens)
+
+    def _scrub(self, text: str) -> str:
+        # A server may quote the request's headers back in an error: never pass the key on.
+        if self._api_key and self._api_key in text:
+            return text.replace(self._api_key, f"<redacted:{self.api_key_env}>")
+        return text
 
     def _post(self, body: dict[str, Any]) -> Any:
         """The response JSON, retrying transient failures with exponential backoff.
@@ -299,9 +317,13 @@ class OpenAIBackend(Backend):
         attempts = self.retries + 1
         unreachable = False
         last = ""
+        retry_after: float | None = None
         for attempt in range(attempts):
             if attempt:
-                delay = self.backoff * 2 ** (attempt - 1)
+                delay = retry_delay(
+                    attempt, self.backoff, self.max_backoff, self.jitter, retry_after
+                )
+                retry_after = None
                 log.warning(
                     "%s: %s; retry %d/%d in %.2g s",
                     self._shown,
@@ -316,9 +338,10 @@ class OpenAIBackend(Backend):
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     raw = resp.read()
             except urllib.error.HTTPError as e:
-                detail = _error_detail(e)
+                detail = self._scrub(_error_detail(e))
                 if e.code == 429 or e.code >= 500:
                     unreachable, last = False, f"HTTP {e.code}: {detail}"
+                    retry_after = parse_retry_after(e.headers.get("Retry-After"))
                     continue
                 raise _Failed(f"HTTP {e.code} from {self._shown}: {detail}") from None
             except TimeoutError:
@@ -337,7 +360,8 @@ class OpenAIBackend(Backend):
             try:
                 return json.loads(raw)
             except ValueError:
-                raise _Failed(f"{self._shown} answered with invalid JSON: {raw[:200]!r}") from None
+                shown = self._scrub(repr(raw[:200]))
+                raise _Failed(f"{self._shown} answered with invalid JSON: {shown}") from None
         tried = f"{attempts} attempt{'s' if attempts > 1 else ''} ({self.retries} retries)"
         if unreachable:
             raise BackendUnavailable(
@@ -348,6 +372,41 @@ class OpenAIBackend(Backend):
         raise _Failed(f"{self._shown} failed after {tried}: {last}")
 
 
+def retry_delay(
+    attempt: int,
+    backoff: float,
+    max_backoff: float,
+    jitter: float = 0.0,
+    retry_after: float | None = None,
+) -> float:
+    """Seconds to wait before retry ``attempt`` (1 for the first retry).
+
+    ``backoff × 2^(attempt-1)``, at least the server's ``Retry-After``, at most
+    ``max_backoff``; then up to ``jitter`` of itself more, at random, so that clients refused
+    together do not all come back together.
+    """
+    delay = backoff * 2 ** (attempt - 1)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, max_backoff) * (1.0 + jitter * random.random())
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date); ``None`` if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN: unusable
+
+
 def _error_detail(e: urllib.error.HTTPError) -> str:
     try:
         body = e.read()[:500].decode(errors="replace")
@@ -356,4 +415,12 @@ def _error_detail(e: urllib.error.HTTPError) -> str:
     return body.strip() or str(e.reason)
 
 
-__all__ = ["BackendUnavailable", "OpenAIBackend", "api_root", "chat_messages", "chat_tools"]
+__all__ = [
+    "BackendUnavailable",
+    "OpenAIBackend",
+    "api_root",
+    "chat_messages",
+    "chat_tools",
+    "parse_retry_after",
+    "retry_delay",
+]

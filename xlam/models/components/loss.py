@@ -20,7 +20,7 @@ exact with an unmodified trainer:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -63,20 +63,28 @@ class StepTokenCounter:
     Args:
         loader: Iterable of dict batches holding ``labels``.
         accumulate: Micro-batches per optimizer step.
+        count: What a batch counts towards the step's denominator; default its supervised
+            tokens (a preference objective counts pairs: its loss is a mean over pairs).
     """
 
-    def __init__(self, loader: Iterable[dict[str, Any]], accumulate: int) -> None:
+    def __init__(
+        self,
+        loader: Iterable[dict[str, Any]],
+        accumulate: int,
+        count: Callable[[dict[str, Any]], int] | None = None,
+    ) -> None:
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         self.loader = loader
         self.accumulate = accumulate
+        self.count = count
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
         # Lightning inspects loader attributes (batch_size, sampler, dataset); forward them.
-        if name in ("loader", "accumulate"):
+        if name in ("loader", "accumulate", "count"):
             raise AttributeError(name)
         return getattr(self.loader, name)
 
@@ -91,7 +99,8 @@ class StepTokenCounter:
                     break
             if not window:
                 return
-            total = sum(supervised_tokens(b["labels"]) for b in window)
+            count = self.count or (lambda b: supervised_tokens(b["labels"]))
+            total = sum(count(b) for b in window)
             for i, b in enumerate(window):
                 b[STEP_TOKENS_KEY] = total
                 b[STEP_MICRO_KEY] = i
