@@ -25,9 +25,10 @@ import csv
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from bench_common import step_timer, tiny_model, xlam_overrides
 
 BETA, LR = 0.1, 1e-3
 
@@ -71,21 +72,10 @@ def run_xlam(spec: dict[str, Any]) -> list[dict[str, float]]:
         "objective=dpo",
         f"objective.beta={BETA}",
         "objective.reference=frozen_copy",
-        f"model.optimizer.lr={LR}",
-        f"trainer.max_steps={spec['steps']}",
-        f"data.packing.seq_length={spec['seq']}",
-        "data.batch_size=1",
-        "data.val_size=0",
-        "data.cache_dir=null",
-        f"paths.log_dir={Path(spec['out']) / 'logs'}",
-        "export.enabled=false",
-        "extras.print_config=false",
-        "trainer.enable_progress_bar=false",
         "model.packing_check=false",
-        f"seed={spec['seed']}",
+        # the frozen copy is kept in fp32 next to the bf16 autocast policy
+        *xlam_overrides(spec, LR, gpu_precision="bf16-mixed"),
     ]
-    if spec["gpu"]:
-        overrides += ["trainer=gpu", "trainer.precision=bf16-mixed"]
     cfg = compose_config(overrides, output_dir=run)
     cfg.data.sources = {"pairs": {"path": spec["data"], "format": "pairs"}}
     cfg.callbacks = {"throughput": {"_target_": "xlam.utils.monitors.ThroughputMonitor"}}
@@ -104,14 +94,12 @@ def run_xlam(spec: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def run_trl(spec: dict[str, Any]) -> list[dict[str, float]]:
-    import torch
     from datasets import Dataset
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     from xlam import TINY_TOKENIZER_DIR
     from xlam.data.preference import read_pairs
-    from xlam.utils.hydra import compose_config
 
     tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER_DIR)
     rows: dict[str, list[Any]] = {"prompt": [], "chosen": [], "rejected": [], "tools": []}
@@ -127,25 +115,9 @@ def run_trl(spec: dict[str, Any]) -> list[dict[str, float]]:
         rows["chosen"].append(msgs[-1:])
         rows["rejected"].append([rej])
         rows["tools"].append(json.dumps(tools))
-    fields = dict(compose_config(["model=tiny"]).model.from_config)
-    torch.manual_seed(spec["seed"])
-    config = AutoConfig.for_model(**fields, vocab_size=len(tok))
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    model = tiny_model(len(tok), spec["seed"])
     steps: list[dict[str, float]] = []
     seen = {"pairs": 0.0, "supervised": 0.0}
-
-    class StepTimer(TrainerCallback):
-        """Wall time between step ends (the first from its start), with what it trained."""
-
-        last: float | None = None
-
-        def on_step_begin(self, *_: Any, **__: Any) -> None:
-            self.last = self.last or time.perf_counter()
-
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            start, self.last = self.last or 0.0, time.perf_counter()
-            steps.append({"s": self.last - start, **seen})
-            seen.update(dict.fromkeys(seen, 0.0))
 
     args = DPOConfig(
         output_dir=str(Path(spec["out"]) / "trl"),
@@ -168,7 +140,7 @@ def run_trl(spec: dict[str, Any]) -> list[dict[str, float]]:
         args=args,
         train_dataset=Dataset.from_dict(rows),
         processing_class=tok,
-        callbacks=[StepTimer()],
+        callbacks=[step_timer(steps, seen)],
     )
     collate = trainer.data_collator
 

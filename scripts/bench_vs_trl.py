@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import step_timer, tiny_model, xlam_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 GLAIVE = FIXTURES / "datasets/sharegpt_glaive/glaive_toolcall_en_demo.json"
@@ -62,14 +64,6 @@ def summarise(steps: list[dict[str, float]], warmup: int) -> dict[str, Any]:
     }
 
 
-def _model_config(tokenizer: Any) -> dict[str, Any]:
-    from xlam.utils.hydra import compose_config
-
-    cfg = compose_config(["model=tiny"])
-    fields = dict(cfg.model.from_config)
-    return {**fields, "vocab_size": len(tokenizer)}
-
-
 # -- the workers (child processes) -----------------------------------------------------------
 def xlam_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
     """``xlam-train`` on the unified file; per-step figures from its own metrics log."""
@@ -82,21 +76,8 @@ def xlam_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
     overrides = [
         "model=tiny",
         f"model.tokenizer_path={spec['tokenizer']}",
-        f"model.optimizer.lr={LR}",
-        f"trainer.max_steps={spec['steps']}",
-        f"data.packing.seq_length={spec['seq']}",
-        "data.batch_size=1",
-        "data.val_size=0",
-        "data.cache_dir=null",
-        "logger=csv",
-        f"paths.log_dir={Path(spec['out']) / 'logs'}",
-        "export.enabled=false",
-        "extras.print_config=false",
-        "trainer.enable_progress_bar=false",
-        f"seed={spec['seed']}",
+        *xlam_overrides(spec, LR),
     ]
-    if spec["gpu"]:
-        overrides += ["trainer=gpu", "trainer.precision=bf16-true"]
     cfg = compose_config(overrides, output_dir=run)
     cfg.data.sources = {"bench": {"path": spec["data"], "format": "unified"}}
     # per-step figures only: no checkpoints, no eval
@@ -115,9 +96,8 @@ def xlam_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
 
 def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
     """TRL ``SFTTrainer`` (packing, assistant-only loss) on the same trajectories."""
-    import torch
     from datasets import Dataset
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
     from trl.chat_template_utils import get_training_chat_template
 
@@ -144,9 +124,7 @@ def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
         columns["labels"].append(
             [t if m else -100 for t, m in zip(ids, enc["assistant_masks"], strict=True)]
         )
-    torch.manual_seed(spec["seed"])
-    config = AutoConfig.for_model(**_model_config(tok))
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    model = tiny_model(len(tok), spec["seed"])
     steps: list[dict[str, float]] = []
     seen = {"tokens": 0.0, "supervised": 0.0}
 
@@ -158,20 +136,6 @@ def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
             seen["supervised"] += float((labels[:, 1:] != -100).sum())
 
     model.register_forward_pre_hook(count, with_kwargs=True)
-
-    class StepTimer(TrainerCallback):
-        t: float | None = None
-
-        def on_step_begin(self, *a: Any, **k: Any) -> None:
-            if self.t is None:
-                self.t = time.perf_counter()
-
-        def on_step_end(self, *a: Any, **k: Any) -> None:
-            now = time.perf_counter()
-            steps.append({"s": now - (self.t or now), **seen})
-            self.t = now
-            seen.update(tokens=0.0, supervised=0.0)
-
     args = SFTConfig(
         output_dir=str(Path(spec["out"]) / "trl"),
         max_steps=spec["steps"],
@@ -200,7 +164,7 @@ def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
         args=args,
         train_dataset=Dataset.from_dict(columns),
         processing_class=tok,
-        callbacks=[StepTimer()],
+        callbacks=[step_timer(steps, seen)],
     )
     trainer.train()
     return steps

@@ -1,0 +1,60 @@
+"""What the TRL comparisons (``bench_vs_trl.py``, ``bench_dpo.py``) share: the xlam run's
+overrides, the model both build, and the per-step timer of the TRL side."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def xlam_overrides(spec: dict[str, Any], lr: float, gpu_precision: str = "bf16-true") -> list[str]:
+    """``xlam-train`` overrides of a timed run: one packed row per step, nothing else on."""
+    overrides = [
+        f"model.optimizer.lr={lr}",
+        f"trainer.max_steps={spec['steps']}",
+        f"data.packing.seq_length={spec['seq']}",
+        "data.batch_size=1",
+        "data.val_size=0",
+        "data.cache_dir=null",
+        f"paths.log_dir={Path(spec['out']) / 'logs'}",
+        "export.enabled=false",
+        "extras.print_config=false",
+        "trainer.enable_progress_bar=false",
+        f"seed={spec['seed']}",
+    ]
+    gpu = ["trainer=gpu", f"trainer.precision={gpu_precision}"]
+    return overrides + (gpu if spec["gpu"] else [])
+
+
+def tiny_model(vocab_size: int, seed: int) -> Any:
+    """A random-initialised model of ``model=tiny``'s shape (``from_config``), as xlam builds
+    it for that vocabulary and seed."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from xlam.utils.hydra import compose_config
+
+    fields = dict(compose_config(["model=tiny"]).model.from_config)
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(**fields, vocab_size=vocab_size)
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+
+
+def step_timer(steps: list[dict[str, float]], seen: dict[str, float]) -> Any:
+    """A TRL ``TrainerCallback`` appending ``{"s", **seen}`` at every step end (``s``: the
+    wall time since the previous step end, data loading included) and zeroing ``seen``."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        last: float | None = None
+
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            self.last = self.last or time.perf_counter()
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            start, self.last = self.last or 0.0, time.perf_counter()
+            steps.append({"s": self.last - start, **seen})
+            seen.update(dict.fromkeys(seen, 0.0))
+
+    return StepTimer()
