@@ -9,8 +9,10 @@ from typing import Any
 
 
 def xlam_overrides(spec: dict[str, Any], lr: float, gpu_precision: str = "bf16-true") -> list[str]:
-    """``xlam-train`` overrides of a timed run: one packed row per step, nothing else on."""
+    """``xlam-train`` overrides of a timed run: one packed row per step, nothing else on;
+    ``spec["attn"]`` the attention implementation."""
     overrides = [
+        f"model.attn_implementation={spec['attn']}",
         f"model.optimizer.lr={lr}",
         f"trainer.max_steps={spec['steps']}",
         f"data.packing.seq_length={spec['seq']}",

@@ -230,6 +230,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="first steps left out of the medians")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu", action="store_true", help="CUDA, bf16")
+    p.add_argument(
+        "--attn",
+        default="xlam_segments",
+        help="xlam's model.attn_implementation (TRL runs SDPA; flash_attention_2 on CUDA)",
+    )
     p.add_argument("--only", choices=("xlam", "trl"), default=None)
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     args = p.parse_args()
@@ -243,6 +248,7 @@ def main() -> None:
         "warmup": args.warmup,
         "seed": args.seed,
         "gpu": args.gpu,
+        "attn": args.attn,
         "out": str(out),
     }
     results: dict[str, Any] = {"config": {k: v for k, v in spec.items() if k != "out"}}

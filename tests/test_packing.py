@@ -170,6 +170,7 @@ def test_packed_losses_equal_unpacked(rendered: list[dict], tiny_tokenizer, attn
         ("sdpa", "bfloat16", 2e-2),
         ("eager", "bfloat16", 2e-2),
         ("flash_attention_2", "bfloat16", 2e-2),
+        ("xlam_segments", "bfloat16", 2e-2),
     ],
 )
 def test_packed_losses_equal_unpacked_on_cuda(
@@ -219,20 +220,23 @@ def _module_packed_vs_alone(module: torch.nn.Module, rendered: list[dict]) -> li
     return diffs
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "xlam_segments"])
 def test_module_forward_uses_the_packed_mask(rendered: list[dict], modules, attn: str) -> None:
     diffs = _module_packed_vs_alone(modules[(f"model.attn_implementation={attn}",)], rendered)
     assert len(diffs) == 9
     assert max(diffs) < 1e-5, diffs  # every sample of every row, fp32
 
 
-@pytest.mark.parametrize("leak", ["use_cache", "no_position_ids"])
+@pytest.mark.parametrize(
+    ("leak", "attn"),
+    [("use_cache", "sdpa"), ("no_position_ids", "sdpa"), ("no_position_ids", "xlam_segments")],
+)
 def test_module_forward_comparison_catches_a_leak(
-    rendered: list[dict], modules, monkeypatch: pytest.MonkeyPatch, leak: str
+    rendered: list[dict], modules, monkeypatch: pytest.MonkeyPatch, leak: str, attn: str
 ) -> None:
     # The comparison above must fail when the mask leaks: make the module's model run with
     # a KV cache (transformers then skips packed detection) or without the position ids.
-    module = modules[("model.attn_implementation=sdpa",)]
+    module = modules[(f"model.attn_implementation={attn}",)]
     forward = module.model.forward
 
     def leaking(*args, **kwargs):

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from xlam.models.components import segments
+
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -33,7 +35,8 @@ def build_causal_lm(
         from_config: Transformers config fields, ``model_type`` first (``qwen2``,
             ``llama``...); the vocabulary size comes from ``vocab_size``.
         dtype: Parameter dtype.
-        attn_implementation: ``eager``, ``sdpa`` or ``flash_attention_2``.
+        attn_implementation: ``eager``, ``sdpa``, ``flash_attention_2`` or ``xlam_segments``
+            (:mod:`.segments`: SDPA per packed sample, no block-diagonal mask).
         seed: Seed of the random initialisation.
         extra_kwargs: Passed to ``from_pretrained`` (e.g. ``quantization_config``,
             ``device_map``); a config-built model is saved and reloaded to apply them.
@@ -44,6 +47,8 @@ def build_causal_lm(
     kwargs: dict[str, Any] = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+        if attn_implementation == segments.NAME:
+            segments.register()
     extra = dict(extra_kwargs or {})
     if path:
         return AutoModelForCausalLM.from_pretrained(

@@ -1,0 +1,97 @@
+"""``attn_implementation="xlam_segments"``: attention over packed rows one sample at a time.
+
+With SDPA a packed row of ``L`` tokens attends through a block-diagonal ``L × L`` mask: the
+kernel computes all ``L²`` scores and masks most of them away, and a masked SDPA cannot use
+its causal fast path. This implementation cuts each row at the positions where its position
+ids restart (:mod:`xlam.data.collate`) and runs causal SDPA on each sample alone, so the cost
+is ``Σ Lᵢ²`` instead of ``L²`` with no mask built at all: what flash attention's varlen
+kernels do on CUDA, for the CPU and for any device without them. Numerically it is SDPA on
+each sample (the packed results equal the unpacked ones; ``tests/test_packing.py``).
+
+Anything that is not a packed training forward (a padding mask, decoding with a cache, no
+position ids) is handed to transformers' SDPA unchanged, so a model built with it generates
+as an SDPA model does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+NAME = "xlam_segments"
+
+
+def _segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """Per row, the ``[start, end)`` spans whose position ids count up from 0."""
+    starts = (position_ids == 0).tolist()
+    width = position_ids.shape[-1]
+    out = []
+    for row in starts:
+        cuts = [i for i, s in enumerate(row) if s] or [0]
+        if cuts[0] != 0:
+            cuts.insert(0, 0)
+        out.append(list(zip(cuts, [*cuts[1:], width], strict=True)))
+    return out
+
+
+def segment_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Causal SDPA on each packed sample of each row (the ``AttentionInterface`` signature:
+    ``query`` ``(batch, heads, seq, dim)``, ``key``/``value`` with the model's KV heads;
+    returns ``(batch, seq, heads, dim)``)."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    position_ids = kwargs.get("position_ids")
+    q_len, kv_len = query.shape[2], key.shape[2]
+    if attention_mask is not None or position_ids is None or q_len != kv_len or q_len == 1:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    out = torch.empty_like(query)
+    # (1, seq) when the model made them itself (one sample per row)
+    rows = position_ids.reshape(-1, q_len).expand(query.shape[0], q_len)
+    for b, spans in enumerate(_segments(rows)):
+        for start, end in spans:
+            out[b : b + 1, :, start:end] = F.scaled_dot_product_attention(
+                query[b : b + 1, :, start:end],
+                key[b : b + 1, :, start:end],
+                value[b : b + 1, :, start:end],
+                dropout_p=dropout,
+                scale=scaling,
+                is_causal=end - start > 1,
+            )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def segment_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> Any:
+    """No mask for a packed forward (the attention cuts the rows itself); SDPA's otherwise."""
+    if attention_mask is None:
+        return None
+    from transformers.masking_utils import sdpa_mask
+
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register() -> None:
+    """Make ``attn_implementation="xlam_segments"`` known to transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    AttentionInterface.register(NAME, segment_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, segment_mask)
+
+
+__all__ = ["NAME", "register", "segment_attention_forward", "segment_mask"]
