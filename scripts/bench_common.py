@@ -43,6 +43,21 @@ def tiny_model(vocab_size: int, seed: int) -> Any:
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 
 
+def trl_args(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``TrainingArguments`` fields every TRL run of these benchmarks shares."""
+    return {
+        "output_dir": str(Path(spec["out"]) / name),
+        "max_steps": spec["steps"],
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": not spec["gpu"],
+        "bf16": spec["gpu"],
+        "dataloader_num_workers": 0,
+        "seed": spec["seed"],
+    }
+
+
 def step_timer(steps: list[dict[str, float]], seen: dict[str, float]) -> Any:
     """A TRL ``TrainerCallback`` appending ``{"s", **seen}`` at every step end (``s``: the
     wall time since the previous step end, data loading included) and zeroing ``seen``."""

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_common import step_timer, tiny_model, xlam_overrides
+from bench_common import step_timer, tiny_model, trl_args, xlam_overrides
 
 BETA, LR = 0.1, 1e-3
 
@@ -120,19 +120,11 @@ def run_trl(spec: dict[str, Any]) -> list[dict[str, float]]:
     seen = {"pairs": 0.0, "supervised": 0.0}
 
     args = DPOConfig(
-        output_dir=str(Path(spec["out"]) / "trl"),
-        max_steps=spec["steps"],
+        **trl_args(spec, "trl"),
         per_device_train_batch_size=spec["batch"],
         max_length=spec["seq"],
         beta=BETA,
         learning_rate=LR,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=not spec["gpu"],
-        bf16=spec["gpu"],
-        dataloader_num_workers=0,
-        seed=spec["seed"],
     )
     trainer = DPOTrainer(
         model=model,

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import step_timer, tiny_model, xlam_overrides
+from bench_common import step_timer, tiny_model, trl_args, xlam_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -137,8 +137,7 @@ def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
 
     model.register_forward_pre_hook(count, with_kwargs=True)
     args = SFTConfig(
-        output_dir=str(Path(spec["out"]) / "trl"),
-        max_steps=spec["steps"],
+        **trl_args(spec, "trl"),
         per_device_train_batch_size=1,
         max_length=spec["seq"],
         packing=True,
@@ -151,13 +150,6 @@ def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
         warmup_steps=WARMUP_RATIO,  # a float below 1: a fraction of the steps
         lr_scheduler_type="cosine",
         max_grad_norm=CLIP,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=not spec["gpu"],
-        bf16=spec["gpu"],
-        dataloader_num_workers=0,
-        seed=spec["seed"],
     )
     trainer = SFTTrainer(
         model=model,
