@@ -415,7 +415,8 @@ def test_importers_raise_only_record_errors(record: Any) -> None:
 )
 def test_arbitrary_lines_through_every_importer(raw_lines: list[bytes]) -> None:
     body = b"\n".join(line.replace(b"\n", b" ") for line in raw_lines) + b"\n"
-    records = sum(1 for line in body.split(b"\n") if line.strip())
+    # a leading UTF-8 BOM marks the encoding (readers drop it), it is not a record
+    records = sum(1 for line in body.removeprefix(b"\xef\xbb\xbf").split(b"\n") if line.strip())
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.jsonl"
         src.write_bytes(body)
