@@ -249,6 +249,17 @@ def extras(record: dict[str, Any], consumed: frozenset[str]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in consumed}
 
 
+def record_metadata(
+    record: dict[str, Any], ctx: Context, consumed: frozenset[str]
+) -> dict[str, Any]:
+    """A converted record's metadata: its ``origin`` and the native fields left unused."""
+    metadata: dict[str, Any] = {"origin": ctx.origin} if ctx.origin else {}
+    native = extras(record, consumed)
+    if native:
+        metadata["native"] = native
+    return metadata
+
+
 def finish(
     record: dict[str, Any],
     ctx: Context,
@@ -260,17 +271,13 @@ def finish(
     """Assemble the trajectory and its metadata (origin and unused native fields)."""
     if not conversation:
         raise RecordError("empty", "the record has no user, assistant or tool turn")
-    metadata: dict[str, Any] = {"origin": ctx.origin} if ctx.origin else {}
-    native = extras(record, consumed)
-    if native:
-        metadata["native"] = native
     return Trajectory(
         unique_trajectory_id=trajectory_id(record, ctx),
         source=ctx.source,
         conversation=conversation,
         task_instruction=task_instruction,
         tools=tools,
-        metadata=metadata,
+        metadata=record_metadata(record, ctx, consumed),
     )
 
 

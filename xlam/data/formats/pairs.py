@@ -21,7 +21,7 @@ from xlam.data.preference import SIDES, PreferencePair, pair_problem
 from xlam.data.schema import Message
 
 from . import openai
-from .base import Context, RecordError, extras, parse_tools, require_dict, trajectory_id
+from .base import Context, RecordError, parse_tools, record_metadata, require_dict, trajectory_id
 from .registry import Format
 from .unified import read_unified
 
@@ -109,10 +109,6 @@ def convert(record: Any, ctx: Context) -> PreferencePair:
     problem = pair_problem(hist.conversation, chosen, rejected)
     if problem is not None:
         raise RecordError(*problem)
-    metadata: dict[str, Any] = {"origin": ctx.origin} if ctx.origin else {}
-    native = extras(record, _CONSUMED)
-    if native:
-        metadata["native"] = native
     return PreferencePair(
         unique_trajectory_id=trajectory_id(record, ctx),
         source=ctx.source,
@@ -121,7 +117,7 @@ def convert(record: Any, ctx: Context) -> PreferencePair:
         rejected=rejected,
         task_instruction=hist.task_instruction,
         tools=tools,
-        metadata=metadata,
+        metadata=record_metadata(record, ctx, _CONSUMED),
     )
 
 

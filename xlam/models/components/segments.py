@@ -23,16 +23,24 @@ import torch.nn.functional as F
 NAME = "xlam_segments"
 
 
+# The last position ids seen and their spans: every layer of a forward gets the same tensor,
+# so the rows are cut (a device sync and a Python pass) once per forward, not once per layer.
+_last: list[Any] = [None, None]
+
+
 def _segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     """Per row, the ``[start, end)`` spans whose position ids count up from 0."""
-    starts = (position_ids == 0).tolist()
+    if _last[0] is position_ids:
+        return _last[1]
     width = position_ids.shape[-1]
+    starts = (position_ids.reshape(-1, width) == 0).tolist()
     out = []
     for row in starts:
         cuts = [i for i, s in enumerate(row) if s] or [0]
         if cuts[0] != 0:
             cuts.insert(0, 0)
         out.append(list(zip(cuts, [*cuts[1:], width], strict=True)))
+    _last[:] = [position_ids, out]
     return out
 
 
@@ -61,9 +69,10 @@ def segment_attention_forward(
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     out = torch.empty_like(query)
-    # (1, seq) when the model made them itself (one sample per row)
-    rows = position_ids.reshape(-1, q_len).expand(query.shape[0], q_len)
-    for b, spans in enumerate(_segments(rows)):
+    rows = _segments(position_ids)
+    if len(rows) == 1:  # (1, seq) when the model made them itself: the same for every row
+        rows = rows * query.shape[0]
+    for b, spans in enumerate(rows):
         for start, end in spans:
             out[b : b + 1, :, start:end] = F.scaled_dot_product_attention(
                 query[b : b + 1, :, start:end],
