@@ -177,3 +177,37 @@ def test_packed_forward_flash_attention_2(tmp_path: Path, tiny_tokenizer) -> Non
     module.model.forward = leaking
     with pytest.raises(PackingLeakError, match="flash_attention_2"):
         check_packed_forward(module, *args, device="cuda")
+
+
+# -- each speed option of tests/test_kernels.py against the plain path (bf16) ---------------
+OPTIONS = {
+    "liger": ["model.kernels=liger"],
+    "compile": ["model.compile=true"],
+    "checkpointing": ["model.gradient_checkpointing=true"],
+    "checkpointing_every2": ["model.gradient_checkpointing={every: 2}"],
+}
+PLAIN = ["trainer=gpu", "trainer.precision=bf16-mixed", "export.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def plain_cuda_losses(tmp_path_factory: pytest.TempPathFactory) -> list[float]:
+    """The plain path's losses, once for every option."""
+    steps = _train([*PLAIN, "model.gradient_checkpointing=false"], tmp_path_factory.mktemp("plain"))
+    return [steps[k]["train/loss"] for k in sorted(steps)]
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_speed_option_equals_the_plain_path(
+    option: str, plain_cuda_losses: list[float], tmp_path: Path
+) -> None:
+    if option == "liger" and importlib.util.find_spec("liger_kernel") is None:
+        pytest.skip("liger-kernel is not installed (pip install 'xlam[gpu]')")
+    args = OPTIONS[option]
+    if not option.startswith("checkpointing"):
+        args = [*args, "model.gradient_checkpointing=false"]
+    # Each run in its own process: Liger's RoPE patch is module-wide.
+    steps = _train([*PLAIN, *args], tmp_path / option)
+    got = [steps[k]["train/loss"] for k in sorted(steps)]
+    assert len(got) == len(plain_cuda_losses) == 8
+    # bf16 autocast: kernels that fuse or reorder reductions differ by rounding only.
+    assert got == pytest.approx(plain_cuda_losses, rel=2e-2, abs=2e-2)

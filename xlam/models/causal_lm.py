@@ -20,6 +20,16 @@ import torch.nn.functional as F
 
 from xlam.data.labels import IGNORE_INDEX
 from xlam.models.components.build import build_causal_lm, dtype_for_precision
+from xlam.models.components.kernels import (
+    apply_kernels,
+    check_kernels,
+    checkpoint_every,
+    compile_layers,
+    compile_options,
+    enable_checkpointing,
+    fsdp_checkpoints_blocks,
+    select_checkpointed,
+)
 from xlam.models.components.lora import (
     LoraSettings,
     apply_lora,
@@ -114,7 +124,10 @@ class CausalLMModule(L.LightningModule):
         scheduler: Partial of a scheduler factory, called with the optimizer and
             ``total_steps`` (e.g. :func:`~xlam.models.components.schedules.warmup_schedule`),
             or a mapping of that function's arguments.
-        gradient_checkpointing: Trade compute for activation memory.
+        gradient_checkpointing: Recompute decoder layers' activations in the backward:
+            ``false``, ``true`` (every layer) or ``{every: k}`` (every k-th layer: less
+            recomputation, more memory); see
+            :func:`~xlam.models.components.kernels.checkpoint_every`.
         seed: Seed of a config-built model's initialisation.
         lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
         quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
@@ -135,6 +148,10 @@ class CausalLMModule(L.LightningModule):
             ``auto`` (on for vocabularies of at least 32k tokens, where the logits dominate
             memory).
         loss_chunk_tokens: Tokens per chunk of the chunked loss.
+        kernels: ``None`` or ``liger`` (Liger's Triton RMSNorm, SwiGLU and RoPE; CUDA only,
+            our loss path kept: :func:`~xlam.models.components.kernels.apply_kernels`).
+        compile: ``False``, ``True`` or ``torch.compile`` arguments: each decoder layer is
+            compiled in place (:func:`~xlam.models.components.kernels.compile_layers`).
     """
 
     def __init__(
@@ -147,7 +164,7 @@ class CausalLMModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         weight_decay: float = 0.0,
         scheduler: Callable[..., Any] | dict[str, Any] | None = None,
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: bool | dict[str, int] = False,
         seed: int = 0,
         lora: dict[str, Any] | None = None,
         quantization: str | None = None,
@@ -157,6 +174,8 @@ class CausalLMModule(L.LightningModule):
         supervised_logits: bool = True,
         chunked_loss: bool | str = "auto",
         loss_chunk_tokens: int = 512,
+        kernels: str | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         if not path and not (from_config and tokenizer_path):
@@ -172,6 +191,10 @@ class CausalLMModule(L.LightningModule):
             )
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
+        # Fail before any data is rendered: a policy or option that cannot run here.
+        self.checkpoint_every = checkpoint_every(gradient_checkpointing)
+        self.compile_options = compile_options(compile)
+        check_kernels(kernels)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.lora = LoraSettings.from_config(lora)
         if quantization and not self.lora.enabled:
@@ -233,22 +256,39 @@ class CausalLMModule(L.LightningModule):
             ),
             f"a {model.config.model_type} model folder with this tokenizer",
         )
+        kernels = hp.get("kernels")
+        if kernels is not None:
+            # The device is known now: a CPU trainer on a GPU machine is refused too.
+            check_kernels(kernels, trainer.strategy.root_device.type if trainer else None)
+            apply_kernels(model, kernels)  # before LoRA: Liger patches the base modules
+        every = self.checkpoint_every
+        if every and trainer is not None and fsdp_checkpoints_blocks(trainer.strategy):
+            raise ValueError(
+                "activation checkpointing is set twice: model.gradient_checkpointing and "
+                "trainer.strategy.activation_checkpointing (FSDP) would recompute each block "
+                "twice. Use model.gradient_checkpointing (one knob for every strategy) and "
+                "set trainer.strategy.activation_checkpointing=false"
+            )
         if qconfig is not None:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(
                 model,
-                use_gradient_checkpointing=hp.gradient_checkpointing,
+                use_gradient_checkpointing=bool(every),
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
-        elif hp.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
-        if hp.gradient_checkpointing:
+            if every:
+                select_checkpointed(model, every)
+        elif every:
+            enable_checkpointing(model, every)
+        if every:
             model.config.use_cache = False
         if self.lora.enabled:
             model = apply_lora(model, self.lora)
+        if self.compile_options is not None:
+            # Last: what is compiled is the model as it trains (Liger, LoRA and checkpointing in).
+            n = compile_layers(model, self.compile_options)
+            log.info("torch.compile: %d decoder layers compiled (%s)", n, self.compile_options)
         self.model = model
         chunked = hp.get("chunked_loss", "auto")
         if chunked == "auto":
@@ -328,7 +368,10 @@ class CausalLMModule(L.LightningModule):
         )
         dtype = pc.compute_dtype(self.model, self.device.type)
         attn = str(getattr(self.model.config, "_attn_implementation", None))
-        with pc.eval_mode(self.model):
+        # Eager even under model.compile: every sample alone is a new shape, and compiling
+        # each for a one-off check cost more than the run's first steps (the mask under test
+        # is built outside the compiled layers; the layers compute the same function).
+        with pc.eval_mode(self.model), torch.compiler.set_stance("force_eager"):
             result = pc.compare_packed_forward(
                 self, samples, dtype, attn, width, max_rows=min(rows, 2), device=self.device
             )

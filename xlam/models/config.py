@@ -52,7 +52,12 @@ class ModelConfig:
     optimizer: Any = None
     weight_decay: float = 0.0
     scheduler: Any = None
-    gradient_checkpointing: bool = False
+    # false | true | {every: k} (xlam.models.components.kernels.checkpoint_every)
+    gradient_checkpointing: Any = False
+    # null | liger
+    kernels: str | None = None
+    # false | true | {mode, dynamic, fullgraph, backend, options} of torch.compile
+    compile: Any = False
     seed: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
     quantization: str | None = None
