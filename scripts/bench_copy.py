@@ -8,6 +8,7 @@ Loss on those five tokens only; exact match of all five on 64 fresh sequences ev
 Usage::
 
     python scripts/bench_copy.py [--hidden 64] [--layers 2] [--lr 3e-3] [--steps 2000] [--ctx 50]
+        [--batch 8] [--supervise-prefix]
 
 The last line printed is one JSON object: the accuracy curve and the seconds.
 """
@@ -24,8 +25,14 @@ import torch
 VOCAB, P, DASH, MARK, FIRST_FILLER = 300, 10, 11, 12, 20  # ids 0-9 are the digits
 
 
-def batch(rng: random.Random, size: int, ctx: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` sequences and their labels (``-100`` but on the copied digits)."""
+def batch(
+    rng: random.Random, size: int, ctx: int, prefix: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` sequences and their labels (``-100`` but on the copied digits).
+
+    ``prefix``: the ``P -`` before the digits is supervised too, two tokens any model
+    predicts after a few steps, as most tokens of a tool call are.
+    """
     xs, ys = [], []
     for _ in range(size):
         filler = [rng.randrange(FIRST_FILLER, VOCAB) for _ in range(ctx)]
@@ -35,7 +42,8 @@ def batch(rng: random.Random, size: int, ctx: int) -> tuple[torch.Tensor, torch.
         at = rng.randrange(ctx - 10)
         seq = [*filler[:at], P, DASH, *digits, *filler[at:], MARK, P, DASH, *digits]
         xs.append(seq)
-        ys.append([-100] * (len(seq) - 5) + digits)
+        target = [P, DASH, *digits] if prefix else digits
+        ys.append([-100] * (len(seq) - len(target)) + target)
     return torch.tensor(xs), torch.tensor(ys)
 
 
@@ -48,6 +56,11 @@ def main() -> None:
     p.add_argument("--ctx", type=int, default=50)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--supervise-prefix",
+        action="store_true",
+        help="supervise the (trivially predictable) 'P -' before the digits too",
+    )
     args = p.parse_args()
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -67,7 +80,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     curve, t0 = [], time.perf_counter()
     for step in range(args.steps + 1):
-        x, y = batch(rng, args.batch, args.ctx)
+        x, y = batch(rng, args.batch, args.ctx, args.supervise_prefix)
         model(input_ids=x, labels=y).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
