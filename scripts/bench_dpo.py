@@ -5,7 +5,9 @@ seed, the tiny tokenizer's vocabulary) with sigmoid DPO (beta 0.1) and a frozen 
 initial model as the reference, fp32 on the CPU (bf16 with ``--gpu``), on the same pairs:
 synthetic tool tasks (``xlam.synth``) whose rejected side calls a tool that does not exist.
 xlam packs pairs into rows of ``--seq`` tokens (both halves of a pair in one row); TRL pads
-``--batch`` pairs per step (its padding-free mode is disabled in TRL 1.x). Per optimizer step
+``--batch`` pairs per step (its padding-free mode is disabled in TRL 1.x). By default xlam
+computes each pair's history once for both sides (``data.render.shared_history``;
+``--no-shared-history``: both halves in full, as TRL). Per optimizer step
 both are measured the same way: wall time between step ends (data loading included), pairs,
 and supervised tokens (the compared turns). The first ``--warmup`` steps are left out;
 figures are medians. Without TRL (``pip install -e ".[bench]"``) only xlam's are reported.
@@ -13,6 +15,7 @@ figures are medians. Without TRL (``pip install -e ".[bench]"``) only xlam's are
 Usage::
 
     python scripts/bench_dpo.py [--steps 12] [--seq 2048] [--batch 2] [--gpu]
+        [--no-shared-history]
 
 The last line printed is one JSON object.
 """
@@ -73,6 +76,7 @@ def run_xlam(spec: dict[str, Any]) -> list[dict[str, float]]:
         f"objective.beta={BETA}",
         "objective.reference=frozen_copy",
         "model.packing_check=false",
+        f"data.render.shared_history={str(spec['shared_history']).lower()}",
         # the frozen copy is kept in fp32 next to the bf16 autocast policy
         *xlam_overrides(spec, LR, gpu_precision="bf16-mixed"),
     ]
@@ -162,6 +166,12 @@ def main() -> None:
         default="xlam_segments",
         help="xlam's model.attn_implementation (TRL runs SDPA; flash_attention_2 on CUDA)",
     )
+    p.add_argument(
+        "--shared-history",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="xlam computes each pair's history once for both sides (needs xlam_segments)",
+    )
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="xlam-bench-dpo-"))
@@ -171,6 +181,7 @@ def main() -> None:
         "data": str(data),
         "pairs": make_pairs(args.tasks, data),
         **{k: getattr(args, k) for k in ("seq", "batch", "steps", "warmup", "seed", "gpu", "attn")},
+        "shared_history": args.shared_history,
         "out": str(out),
     }
     results: dict[str, Any] = {"config": {k: v for k, v in spec.items() if k != "out"}}

@@ -157,6 +157,34 @@ def test_loss_equals_hand_computation(
     assert len(set(got)) == len(got)  # four different pairs, not one value repeated
 
 
+def test_shared_history_gives_the_separate_halves_log_probs(tmp_path: Path, tiny_tokenizer) -> None:
+    """A pair with its history once (``shared_history``, xlam_segments) scores each side as
+    the side run alone does, in fewer tokens."""
+    from xlam.data.render import Renderer, RenderOptions
+    from xlam.data.render.pairs import render_pair
+
+    module = _module(
+        tmp_path, "model.attn_implementation=xlam_segments", "objective.reference=frozen_copy"
+    ).double()
+    _perturb(module.model)
+    pairs = make_pairs(12, "train", other_tool=True)[:6]
+    rendered = {}
+    for shared in (False, True):
+        opts = RenderOptions(mode="per_turn", shared_history=shared)
+        rendered[shared] = [vars(render_pair(Renderer(tiny_tokenizer, opts), p)) for p in pairs]
+    samples = [{**s, "source": "t"} for s in rendered[True]]
+    for full, one in zip(rendered[False], rendered[True], strict=True):
+        assert one["branch"] > 100  # the history (tools, query) is most of a pair
+        assert len(one["input_ids"]) == len(full["input_ids"]) - one["branch"]
+    # Three pairs a row: a branch after other pairs, and pairs after a branch.
+    out = module.pair_step(packed_collate([samples[:3], samples[3:]], pad_id=0))
+    for k, full in enumerate(rendered[False]):
+        want = hand_logps(module.model, full)
+        assert torch.allclose(out["logps"][k], want, rtol=1e-9, atol=0), (k, out["logps"][k], want)
+    rejected = [out["logps"][k, 1] for k in range(len(pairs))]
+    assert len(set(rejected)) == len(rejected)
+
+
 def test_lora_disabled_reference_is_the_frozen_base(tmp_path: Path, tiny_tokenizer) -> None:
     from xlam.models.components.build import build_causal_lm
 
@@ -264,6 +292,27 @@ def test_sft_then_dpo_learns_and_resumes(
     again = step_metrics(resumed)
     assert sorted(again) == [2, 3]
     _assert_same_steps(steps, again, [2, 3], ("train/loss", "train/rewards/margins"), 1e-5)
+
+
+def test_shared_history_trains_as_separate_halves(
+    tmp_path: Path, pair_files: dict[str, Path]
+) -> None:
+    """``data.render.shared_history`` through ``xlam-train``: the same logged steps in fewer
+    tokens; refused with an attention that would not read the branch."""
+    args = [*DPO, pairs_source(pair_files["train"]), "trainer.max_steps=2", "export.enabled=false"]
+    # one pair a row, so both runs see the same pairs in each step (shared, more would fit)
+    args += ["data.packing.enabled=false", "data.max_length=2048", "data.batch_size=4"]
+    args += ["~callbacks.model_checkpoint"]
+    args += ["model.attn_implementation=xlam_segments"]
+    steps = {}
+    for shared in (False, True):
+        run = tmp_path / f"shared_{shared}"
+        train_small(run, *args, f"data.render.shared_history={str(shared).lower()}")
+        steps[shared] = step_metrics(run)
+    _assert_same_steps(steps[False], steps[True], [0, 1], LOGGED, 1e-5)
+    assert steps[True][0]["train/pairs"] == steps[False][0]["train/pairs"] == 4
+    with pytest.raises(ValueError, match=r"needs model\.attn_implementation=xlam_segments"):
+        train_small(tmp_path / "sdpa", *args[:-1], "data.render.shared_history=true")
 
 
 # -- strategies: 2 ranks x 2 micro-batches x 1 row log what 1 CPU process x 4 rows logs --

@@ -170,7 +170,8 @@ def render_rows(
     (``[a0, b0, a1, b1, ...]``), for truncation that never trains on a cut turn.
 
     With ``pairs`` the records are preference pairs, each one sample of both halves
-    (:func:`~xlam.data.render.pairs.render_pair`), and the rows have a ``split`` column.
+    (:func:`~xlam.data.render.pairs.render_pair`), and the rows have ``split`` and ``branch``
+    columns.
     """
     from xlam.data.schema import SchemaError, Trajectory
 
@@ -193,7 +194,7 @@ def render_rows(
         "spans": [],
         "length": [],
         "error": [],
-        **({"split": []} if pairs else {}),
+        **({"split": [], "branch": []} if pairs else {}),
     }
 
     def failed(text: str, why: str) -> None:
@@ -205,6 +206,7 @@ def render_rows(
         out["error"].append(why)
         if pairs:
             out["split"].append(0)
+            out["branch"].append(0)
 
     for text in trajectories_json:
         before = Counter(renderer.report.errors)
@@ -228,6 +230,7 @@ def render_rows(
             out["error"].append("")
             if pairs:
                 out["split"].append(s.split)
+                out["branch"].append(s.branch)
     return out
 
 
@@ -283,7 +286,11 @@ def _features(pairs: bool = False) -> Any:
             "spans": ints,
             "length": datasets.Value("int32"),
             "error": datasets.Value("string"),
-            **({"split": datasets.Value("int32")} if pairs else {}),
+            **(
+                {"split": datasets.Value("int32"), "branch": datasets.Value("int32")}
+                if pairs
+                else {}
+            ),
         }
     )
 
@@ -305,9 +312,13 @@ class RenderedTable:
         self._spans = [self._flat(c) for c in table.column("spans").chunks]
         sizes = [len(c) for c in table.column("input_ids").chunks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        # Preference pairs: where the rejected half starts (xlam.data.render.pairs).
+        # Preference pairs: where the rejected half starts, and the tokens of the chosen
+        # half it continues (xlam.data.render.pairs).
         names = table.column_names
         self._split = table.column("split").to_numpy() if "split" in names else None
+        self._branch = (
+            table.column("branch").to_numpy() if "branch" in names else np.zeros(len(table), int)
+        )
 
     @staticmethod
     def _flat(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -358,6 +369,7 @@ class RenderedTable:
         out = {"id": self._ids[row].as_py(), "input_ids": vals[a:b], "labels": lvals[la:lb]}
         if self._split is not None:
             out["split"] = int(self._split[row])
+            out["branch"] = int(self._branch[row])
         return out
 
 

@@ -20,7 +20,10 @@ asks the last token of one packed sample to predict the first token of the next.
 Preference pairs (:mod:`xlam.data.render.pairs`) are samples with a ``split``: both halves
 stay in one row, the rejected half is a sequence of its own (positions restart, its first
 label is ignored) and the batch adds ``pair_side`` (0 chosen, 1 rejected, -1 padding). Such
-samples are always collated packed, one pair per row when packing is off.
+samples are always collated packed, one pair per row when packing is off. A pair with a
+``branch`` (rendered with ``shared_history``) holds the history once: its rejected half's
+positions start at ``branch``, the tokens of the chosen half it continues, which only
+``xlam_segments`` attention reads as a branch (``cu_seqlens`` cannot describe it).
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def packed_collate(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
             cut = int(s.get("split", 0))
             if cut:
                 # The rejected half never sees the chosen one, nor predicts from its end.
-                pos[r, at + cut : at + k] = np.arange(k - cut)
+                branch = int(s.get("branch", 0))
+                pos[r, at + cut : at + k] = np.arange(branch, branch + k - cut)
                 flat_lab[r, at + cut] = IGNORE_INDEX
                 side[r, at : at + cut] = 0
                 side[r, at + cut : at + k] = 1

@@ -112,6 +112,7 @@ class RenderConfig:
         supervise_reasoning: Whether reasoning tokens are in the loss.
         arguments_as_string: Tool-call arguments as JSON strings; ``None``: probed.
         max_length: Truncate samples to this many tokens in the renderer.
+        shared_history: Preference pairs: the history once, both sides branching off it.
         strict: Raise on the first trajectory the template cannot render.
     """
 
@@ -121,6 +122,7 @@ class RenderConfig:
     supervise_reasoning: bool = True
     arguments_as_string: bool | None = None
     max_length: int | None = None
+    shared_history: bool = False
     strict: bool = False
 
 

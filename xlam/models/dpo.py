@@ -103,6 +103,16 @@ class DPOModule(CausalLMModule):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        dm = getattr(self.trainer, "datamodule", None)
+        shared = getattr(getattr(dm, "render_options", None), "shared_history", False)
+        if shared and self.hparams.attn_implementation != "xlam_segments":
+            # Other kernels read a branch's positions as a new sequence: it would not see
+            # the history it continues.
+            raise ValueError(
+                "data.render.shared_history=true needs model.attn_implementation=xlam_segments "
+                f"(got {self.hparams.attn_implementation!r}): only it attends from a pair's "
+                "rejected side to the history both sides share"
+            )
         if self._ref_model is not None:
             self._ref_model.to(self.device)
         if self.reference == "precomputed":  # before the sanity validation needs it

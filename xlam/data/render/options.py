@@ -35,6 +35,10 @@ class RenderOptions:
             instruction in the system prompt, calls as a JSON list: the xLAM prompt format,
             for templates without tool support) or ``auto`` (the first that works).
         supervise_reasoning: Whether reasoning tokens of assistant turns are supervised.
+        shared_history: Preference pairs only: the history before the compared turn is
+            in a pair's sample once, both sides branch off it
+            (:func:`~xlam.data.render.pairs.render_pair`; trained with
+            ``model.attn_implementation=xlam_segments``).
         strict: Raise :class:`RenderError` instead of skipping and counting a bad
             trajectory. Not part of :meth:`key`: it never changes a produced sample.
     """
@@ -45,6 +49,7 @@ class RenderOptions:
     max_length: int | None = None
     tool_format: ToolFormat = "template"
     supervise_reasoning: bool = True
+    shared_history: bool = False
     strict: bool = False
 
     def __post_init__(self) -> None:

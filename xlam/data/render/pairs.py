@@ -6,10 +6,19 @@ assistant turn, which alone is supervised. The two halves travel as one sample (
 position, one packing unit of ``len(chosen) + len(rejected)`` tokens) whose ``split`` says
 where the rejected half starts; the packed collate restarts positions there, so the halves
 never attend to each other (:mod:`xlam.data.collate`).
+
+With ``RenderOptions.shared_history`` the history is in the sample once: the rejected half
+keeps only what follows the tokens both sides share before their first supervised token,
+plus the last shared token again (its logits predict the rejected side's first token), and
+``branch`` says how many tokens of the chosen half it continues. The collate gives it the
+positions it has in ``history + rejected``, and ``xlam_segments`` attention lets it see the
+shared tokens and itself only (:mod:`xlam.models.components.segments`): the same log-probs
+as the two separate halves, with the history computed once.
 """
 
 from __future__ import annotations
 
+from xlam.data.labels import IGNORE_INDEX
 from xlam.data.preference import SIDES, PreferencePair
 from xlam.data.render.core import Renderer
 from xlam.data.render.report import RenderError
@@ -48,15 +57,34 @@ def render_pair(renderer: Renderer, pair: PreferencePair) -> RenderedSample | No
         halves.append(last)
     chosen, rejected = halves
     n = len(chosen.input_ids)
+    start = shared_prefix(chosen, rejected) - 1 if renderer.options.shared_history else 0
+    if start > 0:
+        # The rejected half from the last shared token on, at its own positions.
+        ids = rejected.input_ids[start:]
+        labels = [IGNORE_INDEX, *rejected.labels[start + 1 :]]
+    else:
+        start, ids, labels = 0, rejected.input_ids, rejected.labels
+    shift = n - start
     return RenderedSample(
         id=pair.id,
         source=pair.source,
-        input_ids=[*chosen.input_ids, *rejected.input_ids],
-        labels=[*chosen.labels, *rejected.labels],
+        input_ids=[*chosen.input_ids, *ids],
+        labels=[*chosen.labels, *labels],
         mode="pair",
-        spans=[*chosen.spans, *((a + n, b + n) for a, b in rejected.spans)],
+        spans=[*chosen.spans, *((a + shift, b + shift) for a, b in rejected.spans)],
         split=n,
+        branch=start,
     )
 
 
-__all__ = ["render_pair"]
+def shared_prefix(a: RenderedSample, b: RenderedSample) -> int:
+    """Length of the common start of two samples that is supervised in neither."""
+    n = 0
+    for x, y, la, lb in zip(a.input_ids, b.input_ids, a.labels, b.labels, strict=False):
+        if x != y or la != IGNORE_INDEX or lb != IGNORE_INDEX:
+            break
+        n += 1
+    return n
+
+
+__all__ = ["render_pair", "shared_prefix"]

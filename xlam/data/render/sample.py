@@ -28,6 +28,9 @@ class RenderedSample:
             the system preamble and tool schemas), only with ``annotate=True``.
         split: A preference pair (:func:`~xlam.data.render.pairs.render_pair`): the length
             of its chosen half, which the rejected half follows; 0 for any other sample.
+        branch: A pair rendered with ``shared_history``: the rejected half continues the
+            first ``branch`` tokens of the chosen half (its position ids start there); 0:
+            the rejected half is a whole sequence of its own.
     """
 
     id: str
@@ -39,6 +42,7 @@ class RenderedSample:
     roles: list[str] = field(default_factory=list)
     turns: list[int] = field(default_factory=list)
     split: int = 0
+    branch: int = 0
 
     @property
     def num_supervised(self) -> int:

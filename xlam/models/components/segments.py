@@ -8,6 +8,12 @@ is ``Σ Lᵢ²`` instead of ``L²`` with no mask built at all: what flash attent
 kernels do on CUDA, for the CPU and for any device without them. Numerically it is SDPA on
 each sample (the packed results equal the unpacked ones; ``tests/test_packing.py``).
 
+A row may also hold a *branch* (:mod:`xlam.data.render.pairs` with ``shared_history``): where
+the position ids step back to ``p > 0`` instead of restarting at 0, the tokens that follow
+are another continuation of the first ``p`` tokens of the current sample; they attend to
+those ``p`` tokens and causally to each other, never to the tokens in between. A preference
+pair so computes its history once for both of its sides.
+
 Anything that is not a packed training forward (a padding mask, decoding with a cache, no
 position ids) is handed to transformers' SDPA unchanged, so a model built with it generates
 as an SDPA model does.
@@ -27,19 +33,37 @@ NAME = "xlam_segments"
 # so the rows are cut (a device sync and a Python pass) once per forward, not once per layer.
 _last: list[Any] = [None, None]
 
+# (start, end, prefix_start, prefix_len): the queries [start, end) attend causally to
+# themselves and to all of the keys [prefix_start, prefix_start + prefix_len) (none: 0).
+Span = tuple[int, int, int, int]
 
-def _segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
-    """Per row, the ``[start, end)`` spans whose position ids count up from 0."""
+
+def _segments(position_ids: torch.Tensor) -> list[list[Span]]:
+    """Per row, the spans whose position ids count up by one (see :data:`Span`).
+
+    A span starting at position id 0 is a sample; one starting at ``p > 0`` is a branch of
+    the sample before it, sharing that sample's first ``p`` tokens.
+    """
     if _last[0] is position_ids:
         return _last[1]
     width = position_ids.shape[-1]
-    starts = (position_ids.reshape(-1, width) == 0).tolist()
+    flat = position_ids.reshape(-1, width)
+    # A cut wherever the ids do not count up by one: a new sample (0) or a branch (p > 0).
+    cut = torch.ones_like(flat, dtype=torch.bool)
+    cut[:, 1:] = flat[:, 1:] != flat[:, :-1] + 1
     out = []
-    for row in starts:
-        cuts = [i for i, s in enumerate(row) if s] or [0]
-        if cuts[0] != 0:
-            cuts.insert(0, 0)
-        out.append(list(zip(cuts, [*cuts[1:], width], strict=True)))
+    for row_cuts, row_pos in zip(cut.tolist(), flat.tolist(), strict=True):
+        cuts = [i for i, c in enumerate(row_cuts) if c]
+        spans: list[Span] = []
+        root = 0
+        for a, b in zip(cuts, [*cuts[1:], width], strict=True):
+            p = row_pos[a]
+            if p == 0 or not spans:
+                root = a
+                spans.append((a, b, a, 0))
+            else:
+                spans.append((a, b, root, p))
+        out.append(spans)
     _last[:] = [position_ids, out]
     return out
 
@@ -73,14 +97,28 @@ def segment_attention_forward(
     if len(rows) == 1:  # (1, seq) when the model made them itself: the same for every row
         rows = rows * query.shape[0]
     for b, spans in enumerate(rows):
-        for start, end in spans:
+        for start, end, pre, n_pre in spans:
+            q = query[b : b + 1, :, start:end]
+            if not n_pre:
+                out[b : b + 1, :, start:end] = F.scaled_dot_product_attention(
+                    q,
+                    key[b : b + 1, :, start:end],
+                    value[b : b + 1, :, start:end],
+                    dropout_p=dropout,
+                    scale=scaling,
+                    is_causal=end - start > 1,
+                )
+                continue
+            # A branch: the shared prefix in full, then itself causally.
+            k = torch.cat([key[b : b + 1, :, pre : pre + n_pre], key[b : b + 1, :, start:end]], 2)
+            v = torch.cat(
+                [value[b : b + 1, :, pre : pre + n_pre], value[b : b + 1, :, start:end]], 2
+            )
+            n = end - start
+            mask = torch.ones(n, n_pre + n, dtype=torch.bool, device=q.device)
+            mask[:, n_pre:] = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
             out[b : b + 1, :, start:end] = F.scaled_dot_product_attention(
-                query[b : b + 1, :, start:end],
-                key[b : b + 1, :, start:end],
-                value[b : b + 1, :, start:end],
-                dropout_p=dropout,
-                scale=scaling,
-                is_causal=end - start > 1,
+                q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling
             )
     return out.transpose(1, 2).contiguous(), None
 
