@@ -315,6 +315,51 @@ def test_shared_history_trains_as_separate_halves(
         train_small(tmp_path / "sdpa", *args[:-1], "data.render.shared_history=true")
 
 
+def _pair_rows(dm) -> dict[str, tuple[list[int], list[int], list[int], list[int]]]:
+    """Every pair of an epoch, by id: its tokens, labels, sides and position ids as batched."""
+    out = {}
+    for batch in dm.train_dataloader():
+        for k, pid in enumerate(batch["ids"]):
+            m = batch["sample_index"] == k
+            keys = ("input_ids", "labels", "pair_side", "position_ids")
+            out[pid] = tuple(batch[key][m].tolist() for key in keys)
+    return out
+
+
+def test_pairs_stream_as_they_render_from_the_cache(
+    tmp_path: Path, pair_files: dict[str, Path]
+) -> None:
+    from xlam.data.datamodule import TrajectoryDataModule
+
+    got = {}
+    for streaming in (False, True):
+        src = {"p": {"path": str(pair_files["train"]), "format": "pairs", "streaming": streaming}}
+        dm = TrajectoryDataModule(
+            src,
+            TINY_TOKENIZER_DIR,
+            batch_size=2,
+            packing={"enabled": True, "seq_length": 2048},
+            render={"shared_history": True},
+            cache_dir=str(tmp_path / "cache"),
+        )
+        dm.prepare()
+        dm.setup()
+        got[streaming] = _pair_rows(dm)
+    n = len(pair_files["train"].read_text().splitlines())
+    assert len(got[True]) == len(got[False]) == n  # every pair once
+    assert got[True] == got[False]
+    assert all(1 in rows[2] and max(rows[3]) > 100 for rows in got[True].values())
+
+    # xlam-train on the stream; the precomputed reference (a pass over all) is refused.
+    args = [*DPO, "trainer.max_steps=2", "export.enabled=false", "~callbacks.model_checkpoint"]
+    args += [f"data.sources={{p: {{path: {pair_files['train']}, format: pairs, streaming: true}}}}"]
+    train_small(tmp_path / "stream", *args, "objective.reference=frozen_copy")
+    steps = step_metrics(tmp_path / "stream")
+    assert sorted(steps) == [0, 1] and steps[1]["train/pairs"] > 0
+    with pytest.raises(ValueError, match=r"stream \(streaming: true\): use objective"):
+        train_small(tmp_path / "pre", *args, "objective.reference=precomputed")
+
+
 # -- strategies: 2 ranks x 2 micro-batches x 1 row log what 1 CPU process x 4 rows logs --
 STRATEGY = [
     *COMMON,

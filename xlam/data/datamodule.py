@@ -170,9 +170,6 @@ class TrajectoryDataModule(L.LightningDataModule):
                     "a run trains on one or the other"
                 )
             return False
-        streaming = [s.name for s in self.specs if s.streaming]
-        if streaming:
-            raise ValueError(f"pair sources cannot stream yet: {streaming} (streaming: false)")
         if self.overlong == "truncate":
             raise ValueError(
                 "data.overlong=truncate would cut a pair's rejected half: use drop or error"

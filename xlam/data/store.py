@@ -18,7 +18,9 @@ from xlam.data.cache import (
     RenderedTable,
 )
 from xlam.data.losses import DataLossError, SourceLedger
+from xlam.data.preference import PreferencePair
 from xlam.data.render import RenderError, RenderOptions, truncate_sample
+from xlam.data.render.pairs import render_pair
 from xlam.data.sampler import SampleRef
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,12 @@ class MapSource:
 
 
 class StreamRender:
-    """Picklable ``Trajectory -> samples`` for streaming sources (renderer built lazily)."""
+    """Picklable ``Trajectory -> samples`` for streaming sources (renderer built lazily).
+
+    A :class:`~xlam.data.preference.PreferencePair` (a ``format: pairs`` source) becomes one
+    sample of both halves, with its ``split`` and ``branch``, as the render cache stores it
+    (:func:`~xlam.data.render.pairs.render_pair`).
+    """
 
     def __init__(self, tokenizer_path: str, options: RenderOptions) -> None:
         self.tokenizer_path = tokenizer_path
@@ -57,8 +64,13 @@ class StreamRender:
         renderer = get_renderer(self.tokenizer_path, self.options)
         before = Counter(renderer.report.errors)
         self.failure = None
+        pair = isinstance(traj, PreferencePair)
         try:
-            samples = renderer.render(traj)
+            if pair:
+                one = render_pair(renderer, traj)
+                samples = [one] if one is not None else []
+            else:
+                samples = renderer.render(traj)
         except RenderError as e:
             self.failure = (e.kind, traj.id)
             return []
@@ -71,6 +83,7 @@ class StreamRender:
                 "input_ids": np.asarray(s.input_ids, dtype=np.int64),
                 "labels": np.asarray(s.labels, dtype=np.int64),
                 "spans": np.asarray(s.spans, dtype=np.int64).reshape(-1, 2),
+                **({"split": s.split, "branch": s.branch} if pair else {}),
             }
             for s in samples
         ]

@@ -257,6 +257,14 @@ class DPOModule(CausalLMModule):
         """One pass of the initial policy over every pair (train and validation), sharded
         over ranks, gathered and written by rank 0."""
         dm = self.trainer.datamodule
+        streaming = [name for name, src in dm.sources.items() if not hasattr(src, "table")]
+        if streaming:
+            # It would read every pair of a source meant never to be held whole.
+            raise ValueError(
+                f"objective.reference=precomputed scores every pair before training, but "
+                f"{streaming} stream (streaming: true): use objective.reference=frozen_copy, "
+                "or LoRA with objective.reference=lora_disabled"
+            )
         samples = []
         for name, src in dm.sources.items():
             samples += [{**src.table.get(int(r)), "source": name} for r in src.rows]
