@@ -316,9 +316,7 @@ class RenderedTable:
         # half it continues (xlam.data.render.pairs).
         names = table.column_names
         self._split = table.column("split").to_numpy() if "split" in names else None
-        self._branch = (
-            table.column("branch").to_numpy() if "branch" in names else np.zeros(len(table), int)
-        )
+        self._branch = table.column("branch").to_numpy() if "branch" in names else None
 
     @staticmethod
     def _flat(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -369,7 +367,8 @@ class RenderedTable:
         out = {"id": self._ids[row].as_py(), "input_ids": vals[a:b], "labels": lvals[la:lb]}
         if self._split is not None:
             out["split"] = int(self._split[row])
-            out["branch"] = int(self._branch[row])
+            # (caches of pairs written before branches existed: none)
+            out["branch"] = int(self._branch[row]) if self._branch is not None else 0
         return out
 
 

@@ -103,7 +103,16 @@ class DPOModule(CausalLMModule):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        dm = getattr(self.trainer, "datamodule", None)
+        self._check_data(getattr(self.trainer, "datamodule", None))
+        if self._ref_model is not None:
+            self._ref_model.to(self.device)
+        if self.reference == "precomputed":  # before the sanity validation needs it
+            self._load_reference()
+
+    def _check_data(self, dm: Any) -> None:
+        """Refuse data settings this objective cannot train on (before any forward)."""
+        if dm is None:
+            return
         shared = getattr(getattr(dm, "render_options", None), "shared_history", False)
         if shared and self.hparams.attn_implementation != "xlam_segments":
             # Other kernels read a branch's positions as a new sequence: it would not see
@@ -113,10 +122,14 @@ class DPOModule(CausalLMModule):
                 f"(got {self.hparams.attn_implementation!r}): only it attends from a pair's "
                 "rejected side to the history both sides share"
             )
-        if self._ref_model is not None:
-            self._ref_model.to(self.device)
-        if self.reference == "precomputed":  # before the sanity validation needs it
-            self._load_reference()
+        streaming = [s.name for s in getattr(dm, "specs", []) if s.streaming and not s.left_out]
+        if streaming and self.reference == "precomputed":
+            # It would read every pair of a source meant never to be held whole.
+            raise ValueError(
+                f"objective.reference=precomputed scores every pair before training, but "
+                f"{streaming} stream (streaming: true): use objective.reference=frozen_copy, "
+                "or LoRA with objective.reference=lora_disabled"
+            )
 
     @contextlib.contextmanager
     def _as_reference(self) -> Iterator[None]:
@@ -257,14 +270,6 @@ class DPOModule(CausalLMModule):
         """One pass of the initial policy over every pair (train and validation), sharded
         over ranks, gathered and written by rank 0."""
         dm = self.trainer.datamodule
-        streaming = [name for name, src in dm.sources.items() if not hasattr(src, "table")]
-        if streaming:
-            # It would read every pair of a source meant never to be held whole.
-            raise ValueError(
-                f"objective.reference=precomputed scores every pair before training, but "
-                f"{streaming} stream (streaming: true): use objective.reference=frozen_copy, "
-                "or LoRA with objective.reference=lora_disabled"
-            )
         samples = []
         for name, src in dm.sources.items():
             samples += [{**src.table.get(int(r)), "source": name} for r in src.rows]

@@ -47,17 +47,14 @@ def _segments(position_ids: torch.Tensor) -> list[list[Span]]:
     if _last[0] is position_ids:
         return _last[1]
     width = position_ids.shape[-1]
-    flat = position_ids.reshape(-1, width)
-    # A cut wherever the ids do not count up by one: a new sample (0) or a branch (p > 0).
-    cut = torch.ones_like(flat, dtype=torch.bool)
-    cut[:, 1:] = flat[:, 1:] != flat[:, :-1] + 1
     out = []
-    for row_cuts, row_pos in zip(cut.tolist(), flat.tolist(), strict=True):
-        cuts = [i for i, c in enumerate(row_cuts) if c]
+    for row in position_ids.reshape(-1, width).tolist():
+        # A cut wherever the ids do not count up by one: a new sample (0) or a branch (p > 0).
+        cuts = [i for i in range(width) if i == 0 or row[i] != row[i - 1] + 1]
         spans: list[Span] = []
         root = 0
         for a, b in zip(cuts, [*cuts[1:], width], strict=True):
-            p = row_pos[a]
+            p = row[a]
             if p == 0 or not spans:
                 root = a
                 spans.append((a, b, a, 0))
