@@ -125,6 +125,10 @@ def test_syntaxes(text, calls, content, reasoning):
         '[TOOL_CALLS]{"no": "call"}',
         "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function",
         'I will call it.\n[{"name": "f", "arguments": {"a": ',
+        # Python literals JSON cannot hold (a tiny model wrote the first one)
+        "<tool_call>\n{'name': 'f', 'arguments': {'year': b'year'}}\n</tool_call>",
+        "<tool_call>\n{'name': 'f', 'arguments': {'a': {1, 2}}}\n</tool_call>",
+        "<tool_call>\n{'name': 'f', 'arguments': {1: 'a'}}\n</tool_call>",
     ],
 )
 def test_errors_are_reported_not_raised(text):

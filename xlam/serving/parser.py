@@ -124,9 +124,31 @@ def _loads(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         try:
-            return ast.literal_eval(text)
+            obj = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
             raise ToolCallParseError(f"invalid JSON: {e.msg} at char {e.pos}") from None
+        # a literal may hold what JSON cannot (b'x', {1, 2}, 1j, ...): a call's arguments are
+        # re-serialised as JSON downstream (prompts, OpenAI messages), so refuse them here
+        bad = _non_json(obj)
+        if bad is not None:
+            raise ToolCallParseError(f"invalid JSON: a Python {bad} literal") from None
+        return obj
+
+
+def _non_json(obj: Any) -> str | None:
+    """The type name of the first value JSON cannot hold in ``obj`` (``None`` if none)."""
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                return f"{type(k).__name__} key"
+            if (bad := _non_json(v)) is not None:
+                return bad
+        return None
+    if isinstance(obj, list | tuple):
+        return next((b for b in map(_non_json, obj) if b is not None), None)
+    return type(obj).__name__
 
 
 def _is_call(obj: Any) -> bool:
