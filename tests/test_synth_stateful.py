@@ -28,6 +28,7 @@ from xlam.synth.core import (
     InvalidArgument,
     NotFound,
     Template,
+    ToolError,
 )
 from xlam.synth.domains import files as files_mod
 
@@ -545,3 +546,32 @@ def test_templates_change_the_state() -> None:
 
         b, traj = build("shop.checkout_ask", seed)
         assert b.state["cart"] == {} and len(b.state["orders"]) == 1
+
+
+# What a model may write where the schema wants something else (json.loads reads NaN).
+_GARBAGE: list[Any] = [
+    None, True, -1, 0, 10**30, -1e308, 1.5, float("nan"), float("inf"), "", "x" * 5000,
+    "../../etc", "/", "AC-00000", "P-00000", "2023-02-30", "25:61", "-5", "1e400", "\u0000",
+    [], [1], {}, {"a": 1},
+]  # fmt: skip
+
+
+def test_garbage_arguments_get_typed_errors_never_a_crash() -> None:
+    """Every tool of every domain, 40 random calls each from its initial state: the
+    observation is a result or a typed error: nothing else raised (the env would report it
+    as an ``InternalError`` and go on)."""
+    kinds = {c.kind for c in (ToolError, *ToolError.__subclasses__())}
+    rng = random.Random(0)
+    calls = 0
+    for domain in DOMAINS.values():
+        for tool in domain.tools.values():
+            for _ in range(40):
+                state = domain.initial_state(random.Random(1)) if domain.stateful else None
+                props = tool.parameters.get("properties", {})
+                args = {k: rng.choice(_GARBAGE) for k in props if rng.random() < 0.8}
+                obs = json.loads(domain.execute(state, tool.name, args))
+                if isinstance(obs, dict) and "error" in obs:
+                    kind = obs["error"].split(":")[0]
+                    assert kind in kinds, (tool.name, args, obs)
+                calls += 1
+    assert calls >= 30 * 40

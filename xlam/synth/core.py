@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ def _check_value(tool: str, name: str, value: Any, spec: dict[str, Any]) -> Any:
             value, ok = int(value), True
         if not ok:
             raise InvalidArgument(f"{tool}: '{name}' must be of type {t}, got {value!r}")
+        # Python's json reads NaN and Infinity, which JSON has no number for
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgument(f"{tool}: '{name}' must be a finite number, got {value!r}")
     if "enum" in spec and value not in spec["enum"]:
         raise InvalidArgument(f"{tool}: '{name}' must be one of {spec['enum']}, got {value!r}")
     if "minimum" in spec and value < spec["minimum"]:
