@@ -94,16 +94,19 @@ def make_data(out: Path, n_train: int, n_test: int, seed: int) -> dict[str, Any]
     return json.loads((out / "report.json").read_text())
 
 
-def build_tokenizer(data: Path, out: Path, vocab_size: int, tools: str = "signature") -> Path:
+def build_tokenizer(
+    data: Path, out: Path, vocab_size: int, tools: str = "signature", split: str = "qwen2"
+) -> Path:
     """The tiny tokenizer trained on the synthetic train split only.
 
     ``tools`` is how its chat template shows the tools (``signature``: one line per tool,
-    about a third of the tokens of the JSON schemas, which are most of a prompt).
+    about a third of the tokens of the JSON schemas, which are most of a prompt); ``split``
+    its pre-tokenization (``copy``: a value is the same tokens in a query and in a call).
     """
     train_only = out.parent / "tokenizer_corpus"
     train_only.mkdir(parents=True, exist_ok=True)
     (train_only / "train.jsonl").write_text((data / "train.jsonl").read_text())
-    _tokenizer_builder().build(out, vocab_size, train_only, tools)
+    _tokenizer_builder().build(out, vocab_size, train_only, tools, split)
     return out
 
 
@@ -176,16 +179,22 @@ def run(
     vocab_size: int = 2048,
     extra: list[str] | None = None,
     tools: str = "signature",
+    split: str = "qwen2",
 ) -> dict[str, Any]:
     """The whole benchmark into ``out``; returns the figures of both runs and the ratios."""
     data = out / "data"
     report = make_data(data, n_train, n_test, seed)
-    tok = build_tokenizer(data, out / "tokenizer", vocab_size, tools)
+    tok = build_tokenizer(data, out / "tokenizer", vocab_size, tools, split)
+    if split != "qwen2":
+        # transformers loads a qwen2 export's tokenizer as Qwen2Tokenizer, with Qwen2's
+        # pattern whatever tokenizer.json says; Llama's keeps the tokenizer's own
+        extra = ["model.from_config.model_type=llama", *(extra or [])]
     results: dict[str, Any] = {
         "n_train": n_train,
         "n_test": n_test,
         "steps": steps,
         "tools": tools,
+        "split": split,
         "synth_report": {k: report.get(k) for k in ("generated", "passed", "rejected")},
     }
     for name, broken in (("correct", False), ("broken", True)):
@@ -211,6 +220,12 @@ def main() -> None:
     p.add_argument(
         "--tools", choices=("signature", "json"), default="signature", help="tools in prompts"
     )
+    p.add_argument(
+        "--split",
+        choices=("qwen2", "copy"),
+        default="qwen2",
+        help="the tokenizer's pre-tokenization",
+    )
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     p.add_argument("overrides", nargs="*", help="extra xlam-train overrides for both runs")
     args = p.parse_args()
@@ -225,6 +240,7 @@ def main() -> None:
         args.vocab_size,
         args.overrides,
         args.tools,
+        args.split,
     )
     results["total_s"] = round(time.perf_counter() - t0, 1)
     c, b = results["correct"], results["broken"]

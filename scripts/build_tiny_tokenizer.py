@@ -6,10 +6,14 @@ trajectories and saved as a standard Hugging Face tokenizer folder, so
 tokenizer (NFC, Qwen2's split pattern, byte level): the tiny model is a Qwen2, and
 transformers and vLLM load the tokenizer of a ``qwen2`` model folder as ``Qwen2Tokenizer``,
 which rebuilds that pipeline whatever ``tokenizer.json`` says. Any other pipeline would
-tokenize an exported model's prompts differently from training.
+tokenize an exported model's prompts differently from training. ``--split copy`` (for the
+learnability bench) writes a value as the same tokens in a query and in a call; pair it with
+a non-Qwen2 model type (``model.from_config.model_type=llama``), whose folder loads the
+tokenizer as saved.
 
 Usage:
     python scripts/build_tiny_tokenizer.py [--out xlam/assets/tiny_tokenizer] [--vocab-size 2048]
+        [--data DIR] [--tools json|signature] [--split qwen2|copy]
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +131,16 @@ def corpus(data_dir: Path, template: str) -> list[str]:
     return texts
 
 
+# Pre-tokenization that keeps a value the same tokens wherever it is written: words without a
+# leading space or quote (Qwen2's pattern glues them on: ` P-1` in a query but `P-1` after
+# `"` in a call), a quote always alone, and numbers in chunks of up to three digits (as
+# Llama 3's pattern), so a 5-digit id is two tokens, not five near-identical digits.
+COPY_SPLIT = r'\p{L}+|\p{N}{1,3}|"|[^\s\p{L}\p{N}"]+|\s+'
+SPLITS = ("qwen2", "copy")
+
+
 def build(
-    out: Path, vocab_size: int, data_dir: Path, tools: str = "json"
+    out: Path, vocab_size: int, data_dir: Path, tools: str = "json", split: str = "qwen2"
 ) -> PreTrainedTokenizerFast:
     """Train the tokenizer on ``data_dir/*.jsonl`` and save it to ``out``.
 
@@ -137,12 +149,29 @@ def build(
         vocab_size: BPE vocabulary size (special and tool tokens included).
         data_dir: Unified trajectories the vocabulary is learnt from.
         tools: How the chat template shows tools (:data:`TOOL_FORMATS`).
+        split: ``qwen2`` (Qwen2's pre-tokenization) or ``copy`` (:data:`COPY_SPLIT`, with
+            every number of up to three digits in the vocabulary). A ``copy`` tokenizer
+            must not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
+            ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's pattern.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     template = chat_template(tools)
     tok = Tokenizer(models.BPE())
     qwen2 = Qwen2Tokenizer().backend_tokenizer  # its pipeline, with an empty vocabulary
     tok.normalizer = qwen2.normalizer
     tok.pre_tokenizer = qwen2.pre_tokenizer
+    texts = corpus(data_dir, template)
+    if split == "copy":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(COPY_SPLIT), "isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        # every chunk a number can split into, frequent enough to be merged whole
+        digits = [f"{i:0{w}d}" for w in (1, 2, 3) for i in range(10**w)]
+        texts += [" ".join(digits)] * 50
     tok.decoder = qwen2.decoder
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -150,7 +179,7 @@ def build(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus(data_dir, template), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -173,8 +202,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT / "xlam/assets/data")
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--tools", choices=sorted(TOOL_FORMATS), default="json")
+    p.add_argument("--split", choices=SPLITS, default="qwen2", help="pre-tokenization")
     args = p.parse_args()
-    fast = build(args.out, args.vocab_size, args.data, args.tools)
+    fast = build(args.out, args.vocab_size, args.data, args.tools, args.split)
     print(f"saved tokenizer with {len(fast)} tokens to {args.out}")
 
 

@@ -1,0 +1,91 @@
+"""``scripts/build_tiny_tokenizer.py``: the ``copy`` pre-tokenization of the learnability bench.
+
+A value must be the same tokens wherever it is written (in a query, after a quote in a
+call's JSON), numbers in chunks of up to three digits, and an export with a Llama config
+must load the tokenizer with its own pattern (a Qwen2 one is rebuilt as ``Qwen2Tokenizer``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import AutoTokenizer, LlamaConfig, Qwen2Config
+
+from xlam.synth.generate import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _builder() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "build_tiny_tokenizer", ROOT / "scripts" / "build_tiny_tokenizer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tok")
+    (root / "data").mkdir()
+    with (root / "data" / "train.jsonl").open("w") as f:
+        for t in generate(300, 0):
+            f.write(json.dumps(t) + "\n")
+    out = {}
+    for split in ("qwen2", "copy"):
+        _builder().build(root / split, 4096, root / "data", "signature", split)
+        out[split] = root / split
+    return out
+
+
+def _span(tok: Any, text: str, value: str) -> list[str]:
+    """The tokens of ``text`` that overlap ``value``'s characters in it."""
+    start = text.index(value)
+    enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
+    ids = [
+        i
+        for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+        if a < start + len(value) and b > start
+    ]
+    return tok.convert_ids_to_tokens(ids)
+
+
+VALUES = ["P-84103", "/home/ingrid/notes", "wishlist", "2047-01-27", "AC-58118"]
+
+
+@pytest.mark.parametrize("split", ["copy", "qwen2"])
+def test_a_value_is_the_same_tokens_in_a_query_and_in_a_call(built: dict, split: str) -> None:
+    tok = AutoTokenizer.from_pretrained(built[split])
+    same = [
+        _span(tok, f"Look up {v} now.", v) == _span(tok, json.dumps({"id": v}), v) for v in VALUES
+    ]
+    if split == "copy":
+        assert all(same), same
+    else:  # what the copy split is for: Qwen2's pattern glues a space or quote on
+        assert same.count(False) >= 3, same
+
+
+def test_numbers_are_chunks_of_three_digits(built: dict) -> None:
+    tok = AutoTokenizer.from_pretrained(built["copy"])
+    assert tok.tokenize("58118") == ["581", "18"]
+    assert tok.tokenize("2113.34") == ["211", "3", ".", "34"]
+    assert all(f"{i:03d}" in tok.get_vocab() for i in range(1000))
+
+
+def test_a_llama_export_keeps_the_pattern_a_qwen2_one_loses(built: dict, tmp_path: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(built["copy"])
+    for name, cfg in (("llama", LlamaConfig(vocab_size=4096)), ("qwen2", Qwen2Config())):
+        tok.save_pretrained(tmp_path / name)
+        cfg.save_pretrained(tmp_path / name)
+    assert AutoTokenizer.from_pretrained(tmp_path / "llama").tokenize("58118") == ["581", "18"]
+    assert AutoTokenizer.from_pretrained(tmp_path / "qwen2").tokenize("58118") != ["581", "18"]
+
+
+def test_an_unknown_split_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="split must be one of"):
+        _builder().build(tmp_path / "t", 512, tmp_path, "signature", "bpe")
