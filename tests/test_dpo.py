@@ -206,6 +206,7 @@ def test_refusals_say_what_to_change(tmp_path: Path, pair_files: dict[str, Path]
     from types import SimpleNamespace
 
     from hydra.errors import InstantiationException
+    from lightning.pytorch.strategies import FSDPStrategy
 
     from xlam.data.datamodule import TrajectoryDataModule
     from xlam.models.dpo import DPOModule
@@ -214,8 +215,9 @@ def test_refusals_say_what_to_change(tmp_path: Path, pair_files: dict[str, Path]
         _module(tmp_path, "objective.reference=lora_disabled")
     module = DPOModule(from_config=TINY_QWEN2, tokenizer_path=TINY_TOKENIZER_DIR, objective={})
     assert module.reference == "frozen_copy"  # auto without LoRA
-    module._trainer = SimpleNamespace(strategy=SimpleNamespace(zero_stage_3=True), precision=None)
-    with pytest.raises(ValueError, match=r"reference=precomputed"):
+    fsdp = FSDPStrategy.__new__(FSDPStrategy)  # only its type is read
+    module._trainer = SimpleNamespace(strategy=fsdp, precision=None)
+    with pytest.raises(ValueError, match=r"\(FSDP\): use objective\.reference=precomputed"):
         module.configure_model()  # a sharded model cannot be copied
     mixed = {"p": {"path": str(pair_files["train"]), "format": "pairs"}, "t": {"path": SAMPLE}}
     with pytest.raises(ValueError, match="mixes preference pairs"):
@@ -376,10 +378,26 @@ LOGGED += ("train/grad_norm",)  # Adam hides a gradient scaled by the world size
 # One reference per strategy; with LoRA at its start (B = 0) all three equal the CPU run's
 # (reference=auto: the adapters switched off).
 RUNS = {
-    "ddp": ["trainer=ddp", "objective.reference=frozen_copy"],  # a frozen copy per rank
+    "ddp": ["trainer=ddp"],  # the adapters switched off
     "deepspeed_zero2": ["trainer=deepspeed_zero2", "objective.reference=precomputed"],  # gathered
-    "deepspeed_zero3": ["trainer=deepspeed_zero3"],  # sharded: the adapters switched off
+    # loaded into partitions (model.path), then built again for a reference in an engine of
+    # its own
+    "deepspeed_zero3": ["trainer=deepspeed_zero3", "objective.reference=frozen_copy"],
 }
+
+
+def _tiny_folder(out: Path) -> Path:
+    """The runs' config-built initial model as a model folder (the same weights)."""
+    from transformers import AutoTokenizer
+
+    from xlam.models.components.build import build_causal_lm
+    from xlam.models.export import export_hf
+    from xlam.utils.hydra import compose_config
+
+    m = compose_config(STRATEGY).model
+    tok = AutoTokenizer.from_pretrained(m.tokenizer_path)
+    model = build_causal_lm(None, len(tok), dict(m.from_config), seed=m.seed)
+    return export_hf(model, tok, out)
 
 
 def free_ports(n: int) -> list[int]:
@@ -402,6 +420,8 @@ def test_dpo_under_strategies_logs_like_cpu(tmp_path: Path, pair_files: dict[str
         cwd = tmp_path / name
         cwd.mkdir()
         args = [*STRATEGY, *ONE_ROW, source, *extra, f"hydra.run.dir={cwd / 'run'}"]
+        if name == "deepspeed_zero3":
+            args.append(f"model.path={_tiny_folder(tmp_path / 'tiny')}")
         with (cwd / "out.log").open("w") as out:
             env = {**ENV, "MASTER_PORT": str(port)}
             procs[name] = subprocess.Popen(
@@ -439,6 +459,8 @@ def test_dpo_under_strategies_logs_like_cpu(tmp_path: Path, pair_files: dict[str
                 if not math.isclose(want[k], have[k], rel_tol=1e-4, abs_tol=1e-4)
             }
             assert not bad, (name, step, bad)
+    log = (tmp_path / "deepspeed_zero3" / "out.log").read_text()
+    assert "frozen reference: ZeRO-3 partitions" in log, log[-3000:]
     ref = torch.load(tmp_path / "deepspeed_zero2" / "run" / "reference_logps.pt")
     # every pair once, scored by one rank or the other and gathered
     assert sorted(ref["keys"]) == sorted(f"pairs/{p.id}" for p in read_pairs(pair_files["train"]))

@@ -347,10 +347,19 @@ class XlamDeepSpeedStrategy(DeepSpeedStrategy):
         return engine, ds_optimizer
 
     def _initialize_deepspeed_inference(self, model: torch.nn.Module) -> None:
-        import deepspeed
         from lightning.pytorch.strategies.deepspeed import remove_module_hooks
 
         remove_module_hooks(model)
+        self.model = self.inference_engine(model)
+
+    def inference_engine(self, model: torch.nn.Module) -> Any:
+        """A DeepSpeed engine without optimizer for ``model``, under ZeRO-3 partitioned.
+
+        Its hooks gather each layer's parameters for the forward, so ``model`` is called as
+        usual; every rank must run the same forwards. Also DPO's frozen reference.
+        """
+        import deepspeed
+
         inference = {
             "train_micro_batch_size_per_gpu": 1,
             "bf16": self.config["bf16"],
@@ -368,7 +377,7 @@ class XlamDeepSpeedStrategy(DeepSpeedStrategy):
             model_parameters=[],
             dist_init_required=False,
         )
-        self.model = engine
+        return engine
 
     def init_deepspeed(self) -> None:
         # Lightning's, minus its warning about an overridden configure_gradient_clipping: the

@@ -10,7 +10,8 @@ in :mod:`xlam.models.components.preference`.
 
 References (``objective.reference``): ``lora_disabled`` runs the same model with its
 adapters switched off (no second model in memory), ``frozen_copy`` keeps a frozen copy of
-the initial policy (not under ZeRO-3 or FSDP, whose parameters are sharded), and
+the initial policy (under ZeRO-3 partitioned like the policy, in an engine of its own; not
+under FSDP), and
 ``precomputed`` computes the initial policy's log-probs of every pair once before training
 into ``objective.reference_cache`` (read back on resume).
 """
@@ -77,6 +78,7 @@ class DPOModule(CausalLMModule):
             raise ValueError("objective.reference=precomputed needs objective.reference_cache")
         self.reference = ref
         self._ref_model: torch.nn.Module | None = None  # frozen_copy; not a submodule
+        self._ref_engine: Any = None  # ZeRO-3: the DeepSpeed engine that shards _ref_model
         self._ref_head: LossHead | None = None
         self._ref_table: dict[str, torch.Tensor] | None = None  # precomputed
 
@@ -88,14 +90,24 @@ class DPOModule(CausalLMModule):
         if self.reference != "frozen_copy":
             return
         strategy = self._trainer.strategy if self._trainer is not None else None
-        if strategy_kind(strategy) == "fsdp" or getattr(strategy, "zero_stage_3", False):
+        if strategy_kind(strategy) == "fsdp":
             raise ValueError(
-                "objective.reference=frozen_copy cannot copy a sharded model (DeepSpeed "
-                "ZeRO-3, FSDP): use objective.reference=precomputed, or LoRA with "
-                "objective.reference=lora_disabled"
+                "objective.reference=frozen_copy cannot copy a sharded model (FSDP): use "
+                "objective.reference=precomputed, or LoRA with objective.reference=lora_disabled"
             )
-        ref = copy.deepcopy(self.model).eval()
-        ref.requires_grad_(False)
+        if any(hasattr(p, "ds_id") for p in self.model.parameters()):
+            # ZeRO-3 loaded the weights into partitions (a copy would copy empty tensors):
+            # the same build again, in the same sharded context, is the initial policy.
+            policy, head = self.model, self.loss_head
+            self.model = None
+            with torch.random.fork_rng():  # LoRA's init: the run's random stream unchanged
+                super().configure_model()
+            ref = self.model
+            self.model = policy
+            object.__setattr__(self, "loss_head", head)
+        else:
+            ref = copy.deepcopy(self.model)
+        ref.eval().requires_grad_(False)
         # Held outside the module tree: not in state dicts, the optimizer or the export.
         object.__setattr__(self, "_ref_model", ref)
         head = next((m for m in ref.modules() if isinstance(m, LossHead)), None)
@@ -105,7 +117,15 @@ class DPOModule(CausalLMModule):
         super().on_fit_start()
         self._check_data(getattr(self.trainer, "datamodule", None))
         if self._ref_model is not None:
-            self._ref_model.to(self.device)
+            if getattr(self.trainer.strategy, "zero_stage_3", False):
+                # partitioned across the ranks as the policy is; its hooks gather each layer
+                engine = self.trainer.strategy.inference_engine(self._ref_model)
+                object.__setattr__(self, "_ref_engine", engine)
+                held = sum(p.ds_tensor.numel() for p in self._ref_model.parameters())
+                total = sum(p.ds_numel for p in self._ref_model.parameters())
+                log.info("frozen reference: ZeRO-3 partitions, %d of %d on this rank", held, total)
+            else:
+                self._ref_model.to(self.device)
         if self.reference == "precomputed":  # before the sanity validation needs it
             self._load_reference()
 
