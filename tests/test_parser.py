@@ -129,6 +129,7 @@ def test_syntaxes(text, calls, content, reasoning):
         "<tool_call>\n{'name': 'f', 'arguments': {'year': b'year'}}\n</tool_call>",
         "<tool_call>\n{'name': 'f', 'arguments': {'a': {1, 2}}}\n</tool_call>",
         "<tool_call>\n{'name': 'f', 'arguments': {1: 'a'}}\n</tool_call>",
+        '<tool_call>\n{"name": " ", "arguments": {}}\n</tool_call>',  # a tiny model wrote ""
     ],
 )
 def test_errors_are_reported_not_raised(text):

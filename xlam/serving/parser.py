@@ -185,6 +185,8 @@ def _call(obj: Any) -> ParsedCall:
         raise ToolCallParseError(f"not a tool call: {json.dumps(obj, ensure_ascii=False)[:80]}")
     fn = obj["function"] if isinstance(obj.get("function"), dict) else obj
     name = fn["name"]
+    if not name.strip():  # no tool has it; the conversation could not be rendered with it
+        raise ToolCallParseError("a tool call with an empty name")
     args = fn.get("arguments", fn.get("parameters"))
     return ParsedCall(name=name, arguments=_arguments(name, args), id=str(obj.get("id") or ""))
 
