@@ -8,12 +8,14 @@ Loss on those five tokens only; exact match of all five on 64 fresh sequences ev
 ``--tokenizer DIR`` runs the task in a real tokenizer's vocabulary (its digit, ``P``, ``-``
 and ``:`` tokens; filler from its other ids), ``--filler-from JSONL`` draws the filler from
 the token frequencies of that text instead of uniformly, and ``--save DIR`` keeps the model
-and tokenizer (a start for ``xlam-train model.path=DIR``).
+and tokenizer (a start for ``xlam-train model.path=DIR``). ``--optimizer muon`` trains with
+xlam's ``MuonAdamW`` (``model/optimizer=muon``) instead of AdamW.
 
 Usage::
 
     python scripts/bench_copy.py [--hidden 64] [--layers 2] [--lr 3e-3] [--steps 2000] [--ctx 50]
         [--batch 8] [--supervise-prefix] [--tokenizer DIR [--filler-from JSONL] [--save DIR]]
+        [--optimizer adamw|muon [--muon-lr 0.02]]
 
 The last line printed is one JSON object: the accuracy curve and the seconds.
 """
@@ -94,7 +96,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW's (with muon: the rest's)")
+    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
+    p.add_argument("--muon-lr", type=float, default=0.02, help="Muon's, on hidden matrices")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--ctx", type=int, default=50)
     p.add_argument("--batch", type=int, default=8)
@@ -125,7 +129,16 @@ def main() -> None:
         tie_word_embeddings=True,
     )
     model = Qwen2ForCausalLM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    if args.optimizer == "muon":  # xlam's model/optimizer=muon: Muon on hidden matrices
+        from xlam.models.components.muon import MuonAdamW
+        from xlam.models.components.schedules import param_groups
+
+        groups = param_groups(model, 0.01, named=True)
+        opt = MuonAdamW(groups, lr=args.lr, muon_lr=args.muon_lr, weight_decay=0.01)
+    else:
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01
+        )
     curve, t0 = [], time.perf_counter()
     for step in range(args.steps + 1):
         x, y = batch(rng, args.batch, args.ctx, args.supervise_prefix, vocab)

@@ -10,6 +10,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
+from xlam.models.components.schedules import param_groups
 from xlam.utils.hydra import CONF_DIR, compose_config
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "local")
@@ -26,7 +27,10 @@ def _options() -> list[tuple[str, str]]:
     for group in GROUPS:
         for f in sorted((CONF_DIR / group).rglob("*.yaml")):
             rel = f.relative_to(CONF_DIR / group).with_suffix("")
-            out.append((group, str(rel)))
+            if group != "hydra" and rel.parent != Path("."):
+                out.append((f"{group}/{rel.parent}", rel.name))  # a nested group: model/optimizer
+            else:
+                out.append((group, str(rel)))
     return out
 
 
@@ -88,6 +92,17 @@ def test_compose_option(group: str, option: str, tmp_path: Path) -> None:
             where = getattr(obj, "dirpath", None) or getattr(obj, "save_dir", None)
             if where is not None:
                 assert Path(where).resolve().is_relative_to(tmp_path.resolve()), (name, where)
+    if group == "model/optimizer":  # a partial the module calls with the parameter groups
+        module = hydra.utils.instantiate(cfg.model)
+        module.configure_model()
+        groups = param_groups(
+            module.model,
+            0.0,
+            named=getattr(
+                hydra.utils.get_method(cfg.model.optimizer._target_), "named_params", False
+            ),
+        )
+        assert hydra.utils.instantiate(cfg.model.optimizer)(groups).param_groups
     if group == "data":
         dm = hydra.utils.instantiate(cfg.data)
         # The datamodule reads every configured source as configured, from a file that exists.

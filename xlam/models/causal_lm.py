@@ -601,7 +601,16 @@ class CausalLMModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise ValueError("model.optimizer is not set")
-        groups = param_groups(self.model, self.hparams.weight_decay)
+        func = getattr(self.optimizer_factory, "func", self.optimizer_factory)
+        named = getattr(func, "named_params", False)  # MuonAdamW: names pick its matrices
+        if named and strategy_kind(self.trainer.strategy) in ("deepspeed", "fsdp"):
+            # Muon orthogonalises each matrix's whole update; these shard gradients
+            raise ValueError(
+                f"model.optimizer {func.__name__} needs whole gradients: it runs on one "
+                "process or under DDP (trainer=cpu|gpu|ddp), not under DeepSpeed or FSDP "
+                "(use model/optimizer=adamw there)"
+            )
+        groups = param_groups(self.model, self.hparams.weight_decay, named=named)
         opt = self.optimizer_factory(groups)
         total = int(self.trainer.estimated_stepping_batches)
         sched = self.scheduler_factory(opt, total_steps=total)

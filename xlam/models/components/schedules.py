@@ -13,10 +13,12 @@ from torch import nn
 NO_DECAY_KEYWORDS = ("bias", "norm", "layernorm", "ln_", "embed_norm")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, named: bool = False) -> list[dict]:
     """AdamW groups: decay on weight matrices, none on biases and norm weights.
 
     Empty groups are left out (ZeRO-3 drops them, which would desynchronise a scheduler).
+    ``named``: ``(name, parameter)`` pairs instead of parameters (for
+    :class:`~xlam.models.components.muon.MuonAdamW`).
     """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -25,10 +27,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         lname = name.lower()
         # A ZeRO-3 partitioned parameter is a flat shard; its real shape is `ds_shape`.
         ndim = len(getattr(p, "ds_shape", p.shape))
+        item = (name, p) if named else p
         if ndim < 2 or any(k in lname for k in NO_DECAY_KEYWORDS):
-            no_decay.append(p)
+            no_decay.append(item)
         else:
-            decay.append(p)
+            decay.append(item)
     groups = []
     if decay:
         groups.append({"params": decay, "weight_decay": weight_decay})
