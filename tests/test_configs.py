@@ -126,3 +126,14 @@ def test_model_module_instantiates(tmp_path: Path) -> None:
 def test_typo_fails_at_compose(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="trainer"):
         compose_config(["trainer=does_not_exist"], output_dir=tmp_path)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_loaded_model_trains_in_train_mode(tiny_export: Path, tmp_path: Path, lora: bool) -> None:
+    """from_pretrained gives eval mode and Lightning keeps modes: dropout would be off."""
+    cfg = compose_config(
+        [f"model.path={tiny_export}", f"model.lora.enabled={lora}"], output_dir=tmp_path
+    )
+    module = hydra.utils.instantiate(cfg.model)
+    module.configure_model()
+    assert all(m.training for m in module.model.modules())

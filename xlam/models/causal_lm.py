@@ -289,6 +289,9 @@ class CausalLMModule(L.LightningModule):
             # Last: what is compiled is the model as it trains (Liger, LoRA and checkpointing in).
             n = compile_layers(model, self.compile_options)
             log.info("torch.compile: %d decoder layers compiled (%s)", n, self.compile_options)
+        # from_pretrained returns a model in eval mode, and Lightning keeps each module's
+        # mode: a loaded model would train with its dropout off
+        model.train()
         self.model = model
         chunked = hp.get("chunked_loss", "auto")
         if chunked == "auto":
