@@ -66,7 +66,20 @@ QUIET = [
 # A short run: quiet, no validation, micro-batches of two packed rows.
 SMALL_RUN = [*QUIET, "data.val_size=0", "data.batch_size=2"]
 
+
 # Transformers config fields of a Qwen2 small enough to train in a test (build_causal_lm).
+def load_script(name: str) -> Any:
+    """``scripts/<name>.py`` as a module, registered in ``sys.modules`` (so that Hydra can
+    import the classes it defines, e.g. bench_learn's broken-signal datamodule)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 TINY_QWEN2: dict[str, Any] = {
     "model_type": "qwen2",
     "hidden_size": 32,

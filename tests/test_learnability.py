@@ -8,27 +8,17 @@ loss falls lower). Ratios between two runs of the same length, not absolute time
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 pytestmark = pytest.mark.slow
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_learn", ROOT / "scripts" / "bench_learn.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    # registered, so that Hydra can import the broken-signal datamodule it defines
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("bench_learn")
 
 
 def test_correct_signal_learns_far_more_than_a_shifted_one(tmp_path: Path) -> None:

@@ -7,26 +7,19 @@ must load the tokenizer with its own pattern (a Qwen2 one is rebuilt as ``Qwen2T
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_script
 from transformers import AutoTokenizer, LlamaConfig, Qwen2Config
 
 from xlam.synth.generate import generate
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _builder() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "build_tiny_tokenizer", ROOT / "scripts" / "build_tiny_tokenizer.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("build_tiny_tokenizer")
 
 
 @pytest.fixture(scope="module")
