@@ -15,7 +15,7 @@ Usage::
 
     python scripts/bench_copy.py [--hidden 64] [--layers 2] [--lr 3e-3] [--steps 2000] [--ctx 50]
         [--batch 8] [--supervise-prefix] [--tokenizer DIR [--filler-from JSONL] [--save DIR]]
-        [--optimizer adamw|muon [--muon-lr 0.02]]
+        [--optimizer adamw|muon [--muon-lr 0.02]] [--vocab 300]
 
 The last line printed is one JSON object: the accuracy curve and the seconds.
 """
@@ -47,8 +47,12 @@ class Vocab:
     weights: list[int] | None = None  # filler frequencies; None: uniform
 
 
-# ids 0-9 are the digits
-SYNTHETIC = Vocab(300, list(range(10)), 10, 11, 12, list(range(20, 300)))
+def synthetic_vocab(size: int = 300) -> Vocab:
+    """ids 0-9 the digits, 10-12 the marker and ``:``, 20 up to ``size`` the filler."""
+    return Vocab(size, list(range(10)), 10, 11, 12, list(range(20, size)))
+
+
+SYNTHETIC = synthetic_vocab()
 
 
 def real_vocab(tokenizer: Any, filler_from: Path | None) -> Vocab:
@@ -108,6 +112,7 @@ def main() -> None:
         action="store_true",
         help="supervise the (trivially predictable) 'P -' before the digits too",
     )
+    p.add_argument("--vocab", type=int, default=300, help="synthetic vocabulary size")
     p.add_argument("--tokenizer", type=Path, default=None, help="a real tokenizer's vocabulary")
     p.add_argument("--filler-from", type=Path, default=None, help="JSONL: filler frequencies")
     p.add_argument("--save", type=Path, default=None, help="keep the model (needs --tokenizer)")
@@ -117,7 +122,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else None
-    vocab = real_vocab(tokenizer, args.filler_from) if tokenizer else SYNTHETIC
+    vocab = real_vocab(tokenizer, args.filler_from) if tokenizer else synthetic_vocab(args.vocab)
     cfg = Qwen2Config(  # the tiny default's shape, width and depth from the flags
         vocab_size=vocab.size,
         hidden_size=args.hidden,

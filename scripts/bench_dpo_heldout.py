@@ -5,11 +5,15 @@ from-synth`` (:mod:`xlam.synth.pairs`: ``wrong_tool``, ``wrong_value``, ``missin
    split, ``--n-test`` of the test split (held-out phrasings and tool combinations), so no
    test pair comes from a task of the training pairs.
 2. Pairs from each split with :func:`xlam.synth.pairs.synth_pairs` (``--per-turn``).
-3. SFT of the model on the train trajectories for ``--sft-steps`` (``xlam-train``, in
+3. ``--split qwen2|copy``: the tiny tokenizer trained on the train trajectories
+   (``scripts/build_tiny_tokenizer.py``, tools as signatures; ``copy``: a value is the same
+   tokens in a query and in a call, numbers in chunks of up to three digits; with a
+   Llama-type model, as ``bench_learn.py --split copy``); ``none``: the embedded one.
+4. SFT of the model on the train trajectories for ``--sft-steps`` (``xlam-train``, in
    process; 1 step: a nearly random start, as in ``tests/test_dpo.py``), then DPO on the
    train pairs from its run dir (``objective=dpo model.path=RUN_DIR``, the precomputed
    reference).
-4. On the test pairs: the share whose chosen side gains more log-prob over the SFT model
+5. On the test pairs: the share whose chosen side gains more log-prob over the SFT model
    than the rejected side (the DPO reward accuracy), overall and per perturbation.
 
 Prints one JSON object on the last line. Extra arguments are ``xlam-train`` overrides for
@@ -17,7 +21,8 @@ both runs (e.g. ``model.from_config.num_hidden_layers=2``).
 
 Usage::
 
-    python scripts/bench_dpo_heldout.py [--steps 40] [--lr 5e-3] [--beta 0.1] [--loss sigmoid]
+    python scripts/bench_dpo_heldout.py [--split copy|qwen2|none] [--n-train 2000]
+        [--sft-steps 600] [--steps 300] [--lr 5e-3] [--beta 0.1] [--loss sigmoid]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 
 import torch
 
+BUILDER = Path(__file__).resolve().parent / "build_tiny_tokenizer.py"
 QUIET = [
     "extras.print_config=false",
     "trainer.enable_progress_bar=false",
@@ -67,6 +73,20 @@ def make_data(out: Path, n_train: int, n_test: int, per_turn: int) -> dict[str, 
     return counts
 
 
+def build_tokenizer(out: Path, data: Path, vocab_size: int, split: str) -> Path:
+    """The tiny tokenizer trained on ``data`` (the train trajectories) alone, in ``out``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_tiny_tokenizer", BUILDER)
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)  # type: ignore[union-attr]
+    corpus = out.parent / "tokenizer_corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / "train.jsonl").write_text(data.read_text())
+    builder.build(out, vocab_size, corpus, "signature", split)
+    return out
+
+
 def run(overrides: list[str], run_dir: Path) -> dict[str, Any]:
     from xlam.train import train
     from xlam.utils.hydra import compose_config
@@ -76,9 +96,10 @@ def run(overrides: list[str], run_dir: Path) -> dict[str, Any]:
 
 
 def heldout(
-    module: Any, reference: torch.nn.Module, tokenizer: Any, pairs: Path
+    module: Any, reference: torch.nn.Module, tokenizer: Any, pairs: Path, limit: int | None = None
 ) -> dict[str, float]:
-    """Reward accuracy on ``pairs`` (against ``reference``), overall and per perturbation."""
+    """Reward accuracy on ``pairs`` (the first ``limit``; against ``reference``), overall and
+    per perturbation."""
     from xlam.data.collate import packed_collate
     from xlam.data.preference import read_pairs
     from xlam.data.render import Renderer, RenderOptions
@@ -90,7 +111,7 @@ def heldout(
     module.eval()
     right: dict[str, list[bool]] = defaultdict(list)
     batch: list[tuple[str, dict[str, Any]]] = []
-    todo = list(read_pairs(pairs))
+    todo = list(read_pairs(pairs))[:limit]
     for k, p in enumerate(todo):
         s = render_pair(renderer, p)
         batch.append((p.metadata["pair"]["perturbation"], {"source": "t", **vars(s)}))
@@ -109,15 +130,26 @@ def heldout(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-train", type=int, default=200, help="train-split trajectories")
-    ap.add_argument("--n-test", type=int, default=80, help="test-split trajectories")
+    ap.add_argument("--n-train", type=int, default=4000, help="train-split trajectories")
+    ap.add_argument("--n-test", type=int, default=200, help="test-split trajectories")
     ap.add_argument("--per-turn", type=int, default=1, help="pairs per call turn at most")
-    ap.add_argument("--sft-steps", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=40, help="DPO optimizer steps")
+    ap.add_argument("--sft-steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=600, help="DPO optimizer steps")
     ap.add_argument("--batch", type=int, default=2, help="packed rows per DPO step")
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--loss", default="sigmoid", choices=("sigmoid", "ipo", "simpo"))
+    ap.add_argument(
+        "--split",
+        default="copy",
+        choices=("copy", "qwen2", "none"),
+        help="the tokenizer: trained on the train trajectories with this pre-tokenization, "
+        "or (none) the embedded tiny one",
+    )
+    ap.add_argument("--vocab-size", type=int, default=4096)
+    ap.add_argument(
+        "--n-test-pairs-train", type=int, default=400, help="training pairs scored (fit)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp one)")
     args, extra = ap.parse_known_args()
 
@@ -127,6 +159,11 @@ def main() -> None:
     t0 = time.time()
     counts = make_data(out, args.n_train, args.n_test, args.per_turn)
     print("pairs:", counts, flush=True)
+    if args.split != "none":
+        tok = build_tokenizer(out / "tokenizer", out / "train.jsonl", args.vocab_size, args.split)
+        extra = [f"model.tokenizer_path={tok}", *extra]
+        if args.split == "copy":  # a qwen2 folder's tokenizer would load with Qwen2's pattern
+            extra = ["model.from_config.model_type=llama", *extra]
     sft = out / "sft"
     run(
         [
@@ -159,10 +196,10 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(sft / "export")
     module = objects["module"]
     acc = {
-        split: heldout(module, reference, tokenizer, out / f"{split}.pairs.jsonl")
-        for split in ("test", "train")
+        split: heldout(module, reference, tokenizer, out / f"{split}.pairs.jsonl", limit)
+        for split, limit in (("test", None), ("train", args.n_test_pairs_train))
     }
-    print(f"held-out accuracy: {acc['test']}  (train pairs: {acc['train']})")
+    print(f"held-out accuracy: {acc['test']}  (first training pairs: {acc['train']})")
     result = {
         **vars(args),
         "out": str(out),
