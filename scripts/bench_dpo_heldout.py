@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-BUILDER = Path(__file__).resolve().parent / "build_tiny_tokenizer.py"
+BENCH_LEARN = Path(__file__).resolve().parent / "bench_learn.py"
 QUIET = [
     "extras.print_config=false",
     "trainer.enable_progress_bar=false",
@@ -73,18 +73,14 @@ def make_data(out: Path, n_train: int, n_test: int, per_turn: int) -> dict[str, 
     return counts
 
 
-def build_tokenizer(out: Path, data: Path, vocab_size: int, split: str) -> Path:
-    """The tiny tokenizer trained on ``data`` (the train trajectories) alone, in ``out``."""
+def build_tokenizer(out: Path, vocab_size: int, split: str) -> Path:
+    """The tiny tokenizer trained on ``out/train.jsonl`` alone, as ``bench_learn.py`` builds it."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("build_tiny_tokenizer", BUILDER)
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)  # type: ignore[union-attr]
-    corpus = out.parent / "tokenizer_corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    (corpus / "train.jsonl").write_text(data.read_text())
-    builder.build(out, vocab_size, corpus, "signature", split)
-    return out
+    spec = importlib.util.spec_from_file_location("bench_learn", BENCH_LEARN)
+    bench_learn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_learn)  # type: ignore[union-attr]
+    return bench_learn.build_tokenizer(out, out / "tokenizer", vocab_size, "signature", split)
 
 
 def run(overrides: list[str], run_dir: Path) -> dict[str, Any]:
@@ -160,7 +156,7 @@ def main() -> None:
     counts = make_data(out, args.n_train, args.n_test, args.per_turn)
     print("pairs:", counts, flush=True)
     if args.split != "none":
-        tok = build_tokenizer(out / "tokenizer", out / "train.jsonl", args.vocab_size, args.split)
+        tok = build_tokenizer(out, args.vocab_size, args.split)
         extra = [f"model.tokenizer_path={tok}", *extra]
         if args.split == "copy":  # a qwen2 folder's tokenizer would load with Qwen2's pattern
             extra = ["model.from_config.model_type=llama", *extra]
