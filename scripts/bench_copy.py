@@ -9,13 +9,14 @@ Loss on those five tokens only; exact match of all five on 64 fresh sequences ev
 and ``:`` tokens; filler from its other ids), ``--filler-from JSONL`` draws the filler from
 the token frequencies of that text instead of uniformly, and ``--save DIR`` keeps the model
 and tokenizer (a start for ``xlam-train model.path=DIR``). ``--optimizer muon`` trains with
-xlam's ``MuonAdamW`` (``model/optimizer=muon``) instead of AdamW.
+xlam's ``MuonAdamW`` (``model/optimizer=muon``) instead of AdamW. ``--then-ctx STEP CTX``
+is a length curriculum: from step ``STEP`` on, training and measuring use ``CTX``-token contexts.
 
 Usage::
 
     python scripts/bench_copy.py [--hidden 64] [--layers 2] [--lr 3e-3] [--steps 2000] [--ctx 50]
         [--batch 8] [--supervise-prefix] [--tokenizer DIR [--filler-from JSONL] [--save DIR]]
-        [--optimizer adamw|muon [--muon-lr 0.02]] [--vocab 300]
+        [--optimizer adamw|muon [--muon-lr 0.02]] [--vocab 300] [--then-ctx STEP CTX]
 
 The last line printed is one JSON object: the accuracy curve and the seconds.
 """
@@ -105,6 +106,14 @@ def main() -> None:
     p.add_argument("--muon-lr", type=float, default=0.02, help="Muon's, on hidden matrices")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--ctx", type=int, default=50)
+    p.add_argument(
+        "--then-ctx",
+        nargs=2,
+        type=int,
+        metavar=("STEP", "CTX"),
+        default=None,
+        help="a length curriculum: train (and measure) in contexts of CTX tokens from STEP on",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -145,15 +154,18 @@ def main() -> None:
             model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01
         )
     curve, t0 = [], time.perf_counter()
+    ctx = args.ctx
     for step in range(args.steps + 1):
-        x, y = batch(rng, args.batch, args.ctx, args.supervise_prefix, vocab)
+        if args.then_ctx and step == args.then_ctx[0]:
+            ctx = args.then_ctx[1]
+        x, y = batch(rng, args.batch, ctx, args.supervise_prefix, vocab)
         model(input_ids=x, labels=y).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
         if step % 100 == 0:
             with torch.no_grad():
-                x, y = batch(rng, 64, args.ctx, vocab=vocab)
+                x, y = batch(rng, 64, ctx, vocab=vocab)
                 pred = model(input_ids=x).logits[:, -6:-1].argmax(-1)
                 exact = float((pred == y[:, -5:]).all(-1).float().mean())
             curve.append({"step": step, "exact": exact})
