@@ -12,7 +12,8 @@ three classes of supervised tokens:
 * ``other``: every other supervised token (JSON structure, names, prose).
 
 A model that copies gets ``continuation`` near 1; one that does not is near chance (among the
-ten digits, most values being numbers). Used in docs/synthetic_data.md.
+ten digits, most values being numbers). Used in docs/synthetic_data.md; ``bench_values.py``
+measures with :func:`render_classes` and :func:`teacher_forced` during training.
 
 Usage::
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,44 @@ def classes(tokenizer: Any, traj: Any, labels: list[int]) -> list[str | None]:
     return out
 
 
+def render_classes(
+    tokenizer: Any, trajectories: Iterable[Any], max_len: int | None = None
+) -> list[tuple[list[int], list[int], list[str | None]]]:
+    """Rendered samples as ``(input_ids, labels, classes)``; over ``max_len`` tokens: left out."""
+    from xlam.data.render import Renderer
+
+    renderer = Renderer(tokenizer)
+    out = []
+    for traj in trajectories:
+        for s in renderer.render(traj):
+            if max_len is None or len(s.input_ids) <= max_len:
+                out.append((s.input_ids, s.labels, classes(tokenizer, traj, s.labels)))
+    return out
+
+
+def teacher_forced(
+    model: Any, samples: list[tuple[list[int], list[int], list[str | None]]]
+) -> dict:
+    """Accuracy and token count of each class over ``samples`` (from :func:`render_classes`)."""
+    right = {"first": 0, "continuation": 0, "other": 0}
+    total = dict.fromkeys(right, 0)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for input_ids, labels, kinds in samples:
+            pred = model(input_ids=torch.tensor([input_ids])).logits[0].argmax(-1)
+            for i, kind in enumerate(kinds):
+                if kind is None or i == 0:
+                    continue
+                total[kind] += 1
+                right[kind] += int(pred[i - 1] == labels[i])
+    model.train(was_training)
+    return {
+        k: {"accuracy": round(right[k] / total[k], 3) if total[k] else None, "tokens": total[k]}
+        for k in total
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", type=Path, help="a model folder (a run's export/)")
@@ -59,29 +100,13 @@ def main() -> None:
     args = p.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from xlam.data.render import Renderer
     from xlam.data.schema import read_trajectories
 
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
-    renderer = Renderer(tok)
-    right = {"first": 0, "continuation": 0, "other": 0}
-    total = dict.fromkeys(right, 0)
-    for k, traj in enumerate(read_trajectories(args.data)):
-        if k >= args.n:
-            break
-        for s in renderer.render(traj):
-            with torch.no_grad():
-                pred = model(input_ids=torch.tensor([s.input_ids])).logits[0].argmax(-1)
-            for i, kind in enumerate(classes(tok, traj, s.labels)):
-                if kind is None or i == 0:
-                    continue
-                total[kind] += 1
-                right[kind] += int(pred[i - 1] == s.labels[i])
-    result = {
-        k: {"accuracy": round(right[k] / total[k], 3) if total[k] else None, "tokens": total[k]}
-        for k in total
-    }
+    result = teacher_forced(
+        model, render_classes(tok, islice(read_trajectories(args.data), args.n))
+    )
     for k, v in result.items():
         print(f"{k:>13}: {v['accuracy']}  ({v['tokens']} tokens)")
     print(json.dumps(result))
