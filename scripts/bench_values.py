@@ -42,6 +42,7 @@ from value_accuracy import render_classes, teacher_forced
 
 from xlam.data.labels import IGNORE_INDEX
 
+ROOT = Path(__file__).resolve().parents[1]
 Sample = tuple[list[int], list[int], list[str | None]]
 
 
@@ -67,26 +68,21 @@ def make_batch(
     return ids, labels
 
 
-def build_model(vocab_size: int, model_type: str, sliding_window: int) -> Any:
-    """The tiny default shape (``conf/model/default.yaml``'s ``from_config``)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def build_model(vocab_size: int, model_type: str, sliding_window: int, seed: int = 0) -> Any:
+    """The tiny default shape (``conf/model/default.yaml``'s ``from_config``), built as
+    ``xlam-train`` builds it."""
+    from omegaconf import OmegaConf
 
-    fields: dict[str, Any] = {
-        "hidden_size": 64,
-        "intermediate_size": 192,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "tie_word_embeddings": True,
-        "vocab_size": vocab_size,
-    }
+    from xlam.models.components.build import build_causal_lm
+
+    shape = OmegaConf.load(ROOT / "conf" / "model" / "default.yaml").from_config
+    fields: dict[str, Any] = {**OmegaConf.to_container(shape), "model_type": model_type}
     if sliding_window:
         if model_type != "qwen2":
             raise SystemExit("--sliding-window needs --model-type qwen2")
         fields |= {"use_sliding_window": True, "sliding_window": sliding_window}
         fields["max_window_layers"] = 0  # every layer windowed
-    return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **fields))
+    return build_causal_lm(None, vocab_size, fields, seed=seed)
 
 
 def main() -> None:
@@ -121,7 +117,7 @@ def main() -> None:
     mean_len = sum(len(s[0]) for s in train) / len(train)
     print(f"{len(train)} train samples (mean {mean_len:.0f} tokens), {len(test)} test", flush=True)
 
-    model = build_model(len(tok), args.model_type, args.sliding_window)
+    model = build_model(len(tok), args.model_type, args.sliding_window, args.seed)
     named = list(model.named_parameters())
     opt = MuonAdamW(
         [
