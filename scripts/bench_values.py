@@ -8,12 +8,15 @@ supervised token. What it varies is what the bench cannot: ``--supervise values`
 loss on the value tokens only, ``--first-turn`` keeps each task's first user turn and first
 assistant turn without the tools (about 76 tokens against 340), and ``--sliding-window N``
 lets every layer attend to the last ``N`` tokens only (Qwen2's sliding-window attention:
-the same weights, a narrower mask).
+the same weights, a narrower mask). ``--copy-weight W`` keeps every assistant token
+supervised and weighs the copied ones ``W`` times, as ``xlam-train``'s ``model.copy_weight``
+does (the same :func:`~xlam.models.components.loss.copied_targets`).
 
 Usage::
 
     python scripts/bench_values.py --data DIR --tokenizer DIR [--steps 2000] [--batch 6]
-        [--supervise all|values] [--first-turn] [--sliding-window 64] [--model-type llama]
+        [--supervise all|values] [--copy-weight 10] [--first-turn] [--sliding-window 64]
+        [--model-type llama]
 
 ``--data`` is an ``xlam-data synth`` folder (``train.jsonl``, ``test.jsonl``). The last line
 printed is one JSON object: the curve and the seconds.
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from value_accuracy import render_classes, teacher_forced
 
 from xlam.data.labels import IGNORE_INDEX
@@ -92,6 +96,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=6, help="samples a step")
     p.add_argument("--supervise", choices=("all", "values"), default="all")
+    p.add_argument(
+        "--copy-weight",
+        type=float,
+        default=1.0,
+        help="loss weight of copied targets (xlam-train's model.copy_weight)",
+    )
     p.add_argument("--first-turn", action="store_true")
     p.add_argument("--sliding-window", type=int, default=0, help="0: full attention")
     p.add_argument("--model-type", default="llama", help="llama (no q/k/v biases) | qwen2")
@@ -105,6 +115,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from xlam.data.schema import read_trajectories
+    from xlam.models.components.loss import copied_targets, copyable_vocab
     from xlam.models.components.muon import MuonAdamW
 
     torch.manual_seed(args.seed)
@@ -134,11 +145,20 @@ def main() -> None:
     )
     rng = random.Random(args.seed)
     pad = tok.pad_token_id or 0
+    copyable = copyable_vocab(tok) if args.copy_weight != 1 else None
     curve: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
         ids, labels = make_batch(rng.sample(train, args.batch), pad, args.supervise == "values")
-        loss = model(input_ids=ids, labels=labels).loss
+        if copyable is None:
+            loss = model(input_ids=ids, labels=labels).loss
+        else:  # as CausalLMModule.training_step weighs them
+            logits = model(input_ids=ids).logits[:, :-1]
+            targets = labels[:, 1:]
+            losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            copied = copied_targets(ids, labels, None, copyable)
+            weights = 1 + (args.copy_weight - 1) * copied.float()
+            loss = (losses * weights).sum() / (targets != IGNORE_INDEX).sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

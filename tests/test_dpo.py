@@ -213,6 +213,8 @@ def test_refusals_say_what_to_change(tmp_path: Path, pair_files: dict[str, Path]
 
     with pytest.raises(InstantiationException, match=r"needs model\.lora\.enabled=true"):
         _module(tmp_path, "objective.reference=lora_disabled")
+    with pytest.raises(InstantiationException, match=r"leave model\.copy_weight=1"):
+        _module(tmp_path, "model.copy_weight=10")
     module = DPOModule(from_config=TINY_QWEN2, tokenizer_path=TINY_TOKENIZER_DIR, objective={})
     assert module.reference == "frozen_copy"  # auto without LoRA
     fsdp = FSDPStrategy.__new__(FSDPStrategy)  # only its type is read

@@ -40,6 +40,8 @@ from xlam.models.components.lora import (
 from xlam.models.components.loss import (
     STEP_MICRO_KEY,
     STEP_TOKENS_KEY,
+    copied_targets,
+    copyable_vocab,
     step_loss_scale,
     window_end,
 )
@@ -148,6 +150,12 @@ class CausalLMModule(L.LightningModule):
             ``auto`` (on for vocabularies of at least 32k tokens, where the logits dominate
             memory).
         loss_chunk_tokens: Tokens per chunk of the chunked loss.
+        copy_weight: Weight in the training loss of the supervised tokens copied from the
+            context (an alphanumeric token the same sample holds earlier, unsupervised:
+            argument values from the query or a tool result, ids, names;
+            :func:`~xlam.models.components.loss.copied_targets`); the others weigh 1 and
+            the sum is still divided by the supervised tokens. 1: the plain token mean.
+            Logged losses stay unweighted.
         kernels: ``None`` or ``liger`` (Liger's Triton RMSNorm, SwiGLU and RoPE; CUDA only,
             our loss path kept: :func:`~xlam.models.components.kernels.apply_kernels`).
         compile: ``False``, ``True`` or ``torch.compile`` arguments: each decoder layer is
@@ -174,6 +182,7 @@ class CausalLMModule(L.LightningModule):
         supervised_logits: bool = True,
         chunked_loss: bool | str = "auto",
         loss_chunk_tokens: int = 512,
+        copy_weight: float = 1.0,
         kernels: str | None = None,
         compile: bool | dict[str, Any] = False,
     ) -> None:
@@ -189,6 +198,8 @@ class CausalLMModule(L.LightningModule):
             raise ValueError(
                 f"model.chunked_loss must be true, false or auto, got {chunked_loss!r}"
             )
+        if not copy_weight > 0:
+            raise ValueError(f"model.copy_weight must be > 0, got {copy_weight!r}")
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
         # Fail before any data is rendered: a policy or option that cannot run here.
@@ -212,6 +223,7 @@ class CausalLMModule(L.LightningModule):
         self._packing_check_pending = packing_check
         self._keeps_logits: bool | None = None  # decided once the model is built
         self.loss_head: Any = None  # the LM head computing chunked losses, when installed
+        self._copyable: torch.Tensor | None = None  # copyable_vocab, with copy_weight != 1
         self.nonfinite_skipped = 0  # optimizer steps skipped for a NaN/inf gradient
         self._reset_window()
 
@@ -256,6 +268,8 @@ class CausalLMModule(L.LightningModule):
             ),
             f"a {model.config.model_type} model folder with this tokenizer",
         )
+        if hp.get("copy_weight", 1.0) != 1.0:
+            self._copyable = copyable_vocab(tok)
         kernels = hp.get("kernels")
         if kernels is not None:
             # The device is known now: a CPU trainer on a GPU machine is refused too.
@@ -472,11 +486,21 @@ class CausalLMModule(L.LightningModule):
         # Lightning divides by `accum`, data parallelism averages over `world`: this factor
         # makes the accumulated gradient that of (Σ token losses of the step) / n_step.
         scale = step_loss_scale(world, accum, n_step)
-        loss = out["loss_sum"] * scale.to(out["loss_sum"].dtype)
+        loss = self._weighted_sum(batch, out) * scale.to(out["loss_sum"].dtype)
         stats = torch.stack([out["loss_sum"].detach().double(), out["n_sup"].double()])
         self._add_to_window(batch, batch_idx, stats, out["losses"])
         # Per-token losses for the metrics callbacks (xlam/utils/monitors.py).
         return {"loss": loss, "token_losses": out["losses"].detach()}
+
+    def _weighted_sum(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The micro-batch's summed token loss, copied targets weighted by ``copy_weight``."""
+        if self._copyable is None:
+            return out["loss_sum"]
+        copied = copied_targets(
+            batch["input_ids"], batch["labels"], batch.get("sample_index"), self._copyable
+        )
+        weights = 1.0 + (self.hparams.copy_weight - 1.0) * copied.to(out["losses"].dtype)
+        return (out["losses"] * weights).sum()
 
     def _add_to_window(
         self, batch: dict[str, Any], batch_idx: int, stats: torch.Tensor, losses: torch.Tensor

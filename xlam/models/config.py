@@ -67,6 +67,7 @@ class ModelConfig:
     supervised_logits: bool = True
     chunked_loss: Any = "auto"
     loss_chunk_tokens: int = 512
+    copy_weight: float = 1.0
 
 
 _SIMPLE = (bool, int, float, str)

@@ -63,6 +63,11 @@ class DPOModule(CausalLMModule):
 
     def __init__(self, *args: Any, objective: dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        if self.hparams.get("copy_weight", 1.0) != 1.0:
+            raise ValueError(
+                "model.copy_weight weighs the supervised-token loss of SFT; the preference "
+                "objective has none: leave model.copy_weight=1"
+            )
         self.objective = PreferenceConfig.from_config(objective)
         ref = self.objective.reference
         if ref == "auto":

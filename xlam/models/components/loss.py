@@ -113,3 +113,64 @@ def window_end(batch: dict[str, Any], batch_idx: int, accumulate: int) -> bool:
     if STEP_WINDOW_KEY in batch:
         return batch[STEP_MICRO_KEY] == batch[STEP_WINDOW_KEY] - 1
     return (batch_idx + 1) % accumulate == 0
+
+
+# -- copied tokens --------------------------------------------------------------------------
+# Why: in agent data most supervised tokens are boilerplate (JSON structure, tags, names the
+# format repeats) and are learnt first; the argument values, which must be copied from the
+# query or a tool result, are a small share of the token-mean loss and a small model can
+# stall on them (docs/synthetic_data.md). Weighting them is the token weighting of
+# reasoning-highlighted fine-tuning (Ye et al., 2024) with a rule that needs no classifier.
+
+
+def copyable_vocab(tokenizer: Any) -> torch.Tensor:
+    """Bool ``[len(tokenizer)]``: the ids whose text (spaces stripped) is alphanumeric.
+
+    Punctuation, JSON structure and special tokens also recur between a prompt and a reply,
+    but they are format, not values.
+    """
+    ids = list(range(len(tokenizer)))
+    texts = tokenizer.batch_decode([[i] for i in ids])
+    return torch.tensor([t.strip().isalnum() for t in texts], dtype=torch.bool)
+
+
+def copied_targets(
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    sample_index: torch.Tensor | None,
+    copyable: torch.Tensor,
+) -> torch.Tensor:
+    """Bool ``[batch, seq - 1]`` aligned with the shifted targets ``labels[:, 1:]``.
+
+    A target is *copied* when it is supervised, its id is in ``copyable``, and the same id
+    occurs earlier in the same sample at a position that is not supervised (the system
+    prompt and tools, a user turn, a tool result).
+
+    Args:
+        input_ids: ``[batch, seq]`` token ids.
+        labels: ``[batch, seq]``; ``IGNORE_INDEX`` where not supervised.
+        sample_index: ``[batch, seq]`` sample of the batch each token belongs to (-1 on
+            padding), as collated batches carry it; ``None``: one sample per row.
+        copyable: :func:`copyable_vocab` of the tokenizer.
+    """
+    rows, width = labels.shape
+    if sample_index is None:
+        sample_index = torch.arange(rows, device=labels.device)[:, None].expand(rows, width)
+    vocab = copyable.numel()
+    ids, labs = input_ids.reshape(-1), labels.reshape(-1)
+    samples = sample_index.reshape(-1).long()
+    pos = torch.arange(ids.numel(), device=ids.device)
+    context = (labs == IGNORE_INDEX) & (samples >= 0)
+    keys, inverse = torch.unique(samples[context] * vocab + ids[context], return_inverse=True)
+    first = torch.full_like(keys, ids.numel()).scatter_reduce(
+        0, inverse, pos[context], reduce="amin", include_self=True
+    )
+    target = (labs != IGNORE_INDEX) & (samples >= 0)
+    target &= copyable.to(labs.device)[labs.clamp(min=0)]
+    tkeys = samples * vocab + labs.clamp(min=0)
+    at = torch.searchsorted(keys, tkeys).clamp(max=max(keys.numel() - 1, 0))
+    if keys.numel():
+        target &= (keys[at] == tkeys) & (first[at] < pos)
+    else:
+        target &= False
+    return target.view(rows, width)[:, 1:]
