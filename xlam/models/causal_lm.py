@@ -496,6 +496,8 @@ class CausalLMModule(L.LightningModule):
         """The micro-batch's summed token loss, copied targets weighted by ``copy_weight``."""
         if self._copyable is None:
             return out["loss_sum"]
+        if self._copyable.device != batch["labels"].device:  # once: the model's device
+            self._copyable = self._copyable.to(batch["labels"].device)
         copied = copied_targets(
             batch["input_ids"], batch["labels"], batch.get("sample_index"), self._copyable
         )

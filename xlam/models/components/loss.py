@@ -16,6 +16,9 @@ exact with an unmodified trainer:
 * Each micro-batch returns ``sum_loss * world * accum / N`` (:func:`step_loss_scale`). The
   trainer divides by ``accum`` once and data-parallel reduction averages over ``world``
   ranks, so the accumulated gradient is exactly ``∇ Σ token losses / N``.
+
+Also which targets are *copied* from the context (:func:`copied_targets`), the tokens
+``model.copy_weight`` weighs inside that sum (``N`` unchanged).
 """
 
 from __future__ import annotations
