@@ -106,6 +106,59 @@ def train_small(
     return train(cfg)
 
 
+def first_step_grads(
+    loader: Any, tmp: Path, accumulate: int = 1, from_config: dict | None = None, **module: Any
+) -> dict[str, Any]:
+    """The gradients of one optimizer step of a tiny float32 CausalLMModule (seed 3, lr 0).
+
+    ``module`` adds :class:`~xlam.models.causal_lm.CausalLMModule` arguments; names keep
+    the module's ``model.`` prefix.
+    """
+    import lightning as L
+    import torch
+
+    from xlam import TINY_TOKENIZER_DIR
+    from xlam.models.causal_lm import CausalLMModule
+
+    class Capture(L.Callback):
+        def __init__(self) -> None:
+            self.grads: dict[str, Any] = {}
+
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            self.grads = {
+                n: p.grad.detach().clone()
+                for n, p in pl_module.named_parameters()
+                if p.grad is not None
+            }
+
+    lm = CausalLMModule(
+        tokenizer_path=str(TINY_TOKENIZER_DIR),
+        from_config=from_config or TINY_QWEN2,
+        dtype="float32",
+        attn_implementation="eager",
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.0),
+        scheduler={"name": "constant"},
+        seed=3,
+        **module,
+    )
+    capture = Capture()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=None,
+        callbacks=[capture],
+        default_root_dir=tmp,
+    )
+    trainer.fit(lm, train_dataloaders=loader)
+    return capture.grads
+
+
 def leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """The non-mapping values of a nested mapping, by dotted key (``a.b.c``)."""
     out: dict[str, Any] = {}

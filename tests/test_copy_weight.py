@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_QWEN2
+from conftest import TINY_QWEN2, first_step_grads
 from torch.utils.data import DataLoader
 
 from xlam.data.collate import packed_collate
@@ -84,45 +83,10 @@ def test_copied_needs_the_same_sample_and_an_earlier_position() -> None:
     assert later.tolist() == [[False, False]]
 
 
-class _GradCapture(L.Callback):
-    def __init__(self) -> None:
-        self.grads: dict[str, torch.Tensor] = {}
-
-    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        self.grads = {
-            n.removeprefix("model."): p.grad.detach().clone()
-            for n, p in pl_module.named_parameters()
-            if p.grad is not None
-        }
-
-
 def _module_grads(batch: dict[str, Any], copy_weight: float, tmp: Path) -> dict[str, Any]:
-    from xlam import TINY_TOKENIZER_DIR
-
-    module = CausalLMModule(
-        tokenizer_path=str(TINY_TOKENIZER_DIR),
-        from_config=TINY,
-        dtype="float32",
-        attn_implementation="eager",
-        optimizer=lambda params: torch.optim.SGD(params, lr=0.0),
-        scheduler={"name": "constant"},
-        seed=3,
-        packing_check=False,
-        copy_weight=copy_weight,
-    )
-    capture = _GradCapture()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[capture],
-        default_root_dir=tmp,
-    )
-    trainer.fit(module, train_dataloaders=StepTokenCounter(DataLoader([batch], batch_size=None), 1))
-    return capture.grads
+    loader = StepTokenCounter(DataLoader([batch], batch_size=None), 1)
+    grads = first_step_grads(loader, tmp, 1, TINY, packing_check=False, copy_weight=copy_weight)
+    return {n.removeprefix("model."): g for n, g in grads.items()}
 
 
 @pytest.mark.parametrize("weight", [1.0, 4.0])

@@ -9,13 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
-from conftest import TINY_QWEN2
+from conftest import TINY_QWEN2, first_step_grads
 from torch.utils.data import DataLoader
 
-from xlam.models.causal_lm import CausalLMModule
 from xlam.models.components.loss import (
     STEP_MICRO_KEY,
     STEP_TOKENS_KEY,
@@ -51,53 +49,13 @@ def _pad(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": attn}
 
 
-class _GradCapture(L.Callback):
-    def __init__(self) -> None:
-        self.grads: dict[str, torch.Tensor] = {}
-
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
-    ) -> None:
-        self.grads = {
-            n: p.grad.detach().clone()
-            for n, p in pl_module.named_parameters()
-            if p.grad is not None
-        }
-
-
 def _grads(
     batches: list[dict[str, Any]], accumulate: int, counter: bool, tmp: Path
 ) -> dict[str, torch.Tensor]:
-    from xlam import TINY_TOKENIZER_DIR
-
-    module = CausalLMModule(
-        tokenizer_path=str(TINY_TOKENIZER_DIR),
-        from_config=TINY,
-        dtype="float32",
-        attn_implementation="eager",
-        optimizer=lambda params: torch.optim.SGD(params, lr=0.0),
-        scheduler={"name": "constant"},
-        seed=3,
-    )
     loader: Any = DataLoader(batches, batch_size=None)
     if counter:
         loader = StepTokenCounter(loader, accumulate)
-    capture = _GradCapture()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accumulate_grad_batches=accumulate,
-        gradient_clip_val=None,
-        callbacks=[capture],
-        default_root_dir=tmp,
-    )
-    trainer.fit(module, train_dataloaders=loader)
-    return capture.grads
+    return first_step_grads(loader, tmp, accumulate, TINY)
 
 
 def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
