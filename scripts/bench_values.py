@@ -10,7 +10,7 @@ assistant turn without the tools (about 76 tokens against 340), and ``--sliding-
 lets every layer attend to the last ``N`` tokens only (Qwen2's sliding-window attention:
 the same weights, a narrower mask). ``--copy-weight W`` keeps every assistant token
 supervised and weighs the copied ones ``W`` times, as ``xlam-train``'s ``model.copy_weight``
-does (the same :func:`~xlam.models.components.loss.copied_targets`).
+does (the same :func:`~xlam.models.components.loss.copy_weights`).
 
 Usage::
 
@@ -115,7 +115,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from xlam.data.schema import read_trajectories
-    from xlam.models.components.loss import copied_targets, copyable_vocab
+    from xlam.models.components.loss import copy_weights, copyable_vocab
     from xlam.models.components.muon import MuonAdamW
 
     torch.manual_seed(args.seed)
@@ -138,7 +138,7 @@ def main() -> None:
         lr=args.lr,
         muon_lr=args.muon_lr,
     )
-    warmup = int(0.05 * args.steps)
+    warmup = max(1, int(0.05 * args.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1, s / args.steps))),
@@ -156,8 +156,7 @@ def main() -> None:
             logits = model(input_ids=ids).logits[:, :-1]
             targets = labels[:, 1:]
             losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-            copied = copied_targets(ids, labels, None, copyable)
-            weights = 1 + (args.copy_weight - 1) * copied.float()
+            weights = copy_weights(ids, labels, None, copyable, args.copy_weight)
             loss = (losses * weights).sum() / (targets != IGNORE_INDEX).sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -40,7 +40,7 @@ from xlam.models.components.lora import (
 from xlam.models.components.loss import (
     STEP_MICRO_KEY,
     STEP_TOKENS_KEY,
-    copied_targets,
+    copy_weights,
     copyable_vocab,
     step_loss_scale,
     window_end,
@@ -498,10 +498,14 @@ class CausalLMModule(L.LightningModule):
             return out["loss_sum"]
         if self._copyable.device != batch["labels"].device:  # once: the model's device
             self._copyable = self._copyable.to(batch["labels"].device)
-        copied = copied_targets(
-            batch["input_ids"], batch["labels"], batch.get("sample_index"), self._copyable
+        weights = copy_weights(
+            batch["input_ids"],
+            batch["labels"],
+            batch.get("sample_index"),
+            self._copyable,
+            self.hparams.copy_weight,
+            out["losses"].dtype,
         )
-        weights = 1.0 + (self.hparams.copy_weight - 1.0) * copied.to(out["losses"].dtype)
         return (out["losses"] * weights).sum()
 
     def _add_to_window(

@@ -177,3 +177,17 @@ def copied_targets(
     else:
         target &= False
     return target.view(rows, width)[:, 1:]
+
+
+def copy_weights(
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    sample_index: torch.Tensor | None,
+    copyable: torch.Tensor,
+    weight: float,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Per-target loss weights ``[batch, seq - 1]``: ``weight`` on :func:`copied_targets`, 1
+    elsewhere (``model.copy_weight``)."""
+    copied = copied_targets(input_ids, labels, sample_index, copyable)
+    return 1.0 + (weight - 1.0) * copied.to(dtype)
