@@ -211,7 +211,8 @@ class Template:
         name: Unique id (``<domain>.<what>``).
         domain: The domain whose tools it uses.
         kind: One of :data:`KINDS`.
-        phrasings: How many phrasings it has; the last is held out for the test split.
+        phrasings: How many phrasings it has; the last is held out for the test split
+            (written only with words of the others: see :mod:`xlam.synth.generate`).
         build: ``build(b: EpisodeBuilder, rng, phrasing: int)`` writes the episode.
         combo: The tools it calls, sorted (the test split holds out some combinations).
     """

@@ -12,7 +12,9 @@ the domains, as far as each kind's templates spread over domains).
 Split rule (:func:`split_of`), over a set of templates:
 
 - **Held-out phrasings**: the last phrasing (index ``phrasings - 1``) of every template is
-  test-only.
+  test-only. It is a sentence training never holds, written only with words of the
+  template's training phrasings (``tests/test_synth_phrasings.py``): it tests recombining
+  seen wording, not reading new words, which a model trained from scratch cannot.
 - **Held-out combinations**: a template whose ``combo`` (the tools it works with) has two
   tools or more and falls in bucket 0 of 4 (``sha256("+".join(combo))`` mod 4; stable
   across processes and Python versions, unlike ``hash()``) is test-only with all its

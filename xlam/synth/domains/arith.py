@@ -261,6 +261,7 @@ _CURRENCY_Q = [
     "Convert {a} {f} to {t}, please.",
     "I have {a} {f}. What is that worth in {t}?",
     "What do {a} {f} come to in {t}?",
+    "What is {a} {f} worth in {t}, please?",
 ]
 
 
@@ -285,24 +286,28 @@ _OPS: dict[str, list[str]] = {
         "Add {a} and {b}.",
         "Give me the sum of {a} and {b}.",
         "Could you total {a} with {b}?",
+        "Could you give me the sum of {a} and {b}?",
     ],
     "subtract": [
         "What is {a} minus {b}?",
         "Subtract {b} from {a}.",
         "Take {b} away from {a}: what's left?",
         "How much remains when {b} is deducted from {a}?",
+        "What is left when {b} is deducted from {a}?",
     ],
     "multiply": [
         "What is {a} times {b}?",
         "Multiply {a} by {b}.",
         "Give me the product of {a} and {b}.",
         "How much is {a} multiplied by {b}?",
+        "What is the product of {a} and {b}?",
     ],
     "divide": [
         "What is {a} divided by {b}?",
         "Divide {a} by {b}.",
         "Give me the quotient of {a} over {b}.",
         "How much is {a} split {b} ways?",
+        "How much is {a} divided by {b}?",
     ],
 }
 _OP_WORD = {"add": "sum", "subtract": "difference", "multiply": "product", "divide": "quotient"}
@@ -332,6 +337,7 @@ _CONVERT_Q = [
     "How many {t} is {v} {f}?",
     "What is {v} {f} in {t}?",
     "Express {v} {f} in {t}, please.",
+    "Please convert {v} {f} to {t}.",
 ]
 _QUANTITIES = {
     "length": ("convert_length", LENGTH_PAIRS),
@@ -363,6 +369,7 @@ _PARALLEL_Q = [
     "Work out {p1} percent of {v1} and {p2} percent of {v2}.",
     "I need two numbers: {p1}% of {v1} and {p2}% of {v2}.",
     "Calculate both {p1} percent of {v1} and {p2} percent of {v2} for me.",
+    "Work out both {p1}% of {v1} and {p2}% of {v2} for me.",
 ]
 
 
@@ -386,6 +393,7 @@ _SUM_Q = [
     "My wallet holds {a1} {c1} plus {a2} {c2}; what's the total in {c2}?",
     "Add {a1} {c1} to {a2} {c2} and tell me the sum in {c2}.",
     "Combining {a1} {c1} with {a2} {c2}, how many {c2} do I have?",
+    "Add {a1} {c1} to {a2} {c2}: how much is that in {c2} altogether?",
 ]
 
 
@@ -410,6 +418,7 @@ _NAMES_Q = [
     "Convert {v} {F} into {T}.",
     "Please turn {v} {F} into {T}.",
     "What's {v} {F} expressed in {T}?",
+    "Please convert {v} {F} into {T}.",
 ]
 
 
@@ -432,6 +441,7 @@ _ASK_CURRENCY = [
     ("Can you change {a} {f} into another currency?", "Make it {t}."),
     ("Please exchange {a} {f} for me.", "I want {t}."),
     ("Help me convert {a} {f}, would you?", "To {t}, thanks."),
+    ("Can you convert {a} {f} for me?", "Make it {t}, thanks."),
 ]
 
 
@@ -456,6 +466,7 @@ _REFUSE_Q = [
     "What's the weather like in {city} today?",
     "What is the current share price of {company}?",
     "Find me a flight to {city} for under {n} dollars.",
+    "What is the current weather in {city}?",
 ]
 _COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay"]
 REFUSAL = "Sorry, none of the tools I have can do that."
@@ -476,6 +487,7 @@ _GROUPS_Q = [
     "Split {a} chairs into rows of {b}: how many complete rows, and how many chairs remain?",
     "If {a} students form teams of {b}, how many full teams are there, and how many spare?",
     "Packing {a} books {b} per crate: how many crates are full and how many books remain?",
+    "Split {a} books into crates of {b}: how many full crates, and how many books remain?",
 ]
 
 

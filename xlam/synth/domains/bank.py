@@ -279,7 +279,7 @@ def _f(v: Any) -> str:
     return format_value(v)
 
 
-@template("bank.balance", "bank", "single", 4, combo=("get_balance",))
+@template("bank.balance", "bank", "single", 5, combo=("get_balance",))
 def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     offer(b, rng, ["get_balance"], ["deposit", "list_transactions", "withdraw"])
@@ -289,13 +289,14 @@ def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"How much money is in {a} right now?",
             f"Check the current balance on account {a} for me.",
             f"Tell me how much account {a} holds.",
+            f"Check how much money account {a} holds right now.",
         )[phrasing]
     )
     r = b.call("get_balance", {"account_id": a})
     b.say(f"Account {a} has a balance of {_f(r['balance'])}.", [r["balance"]])
 
 
-@template("bank.two_balances", "bank", "parallel", 4, combo=("get_balance",))
+@template("bank.two_balances", "bank", "parallel", 5, combo=("get_balance",))
 def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     a, c = _pick(b, rng, 2)
     offer(b, rng, ["get_balance"], ["transfer", "list_transactions", "find_account"])
@@ -305,6 +306,7 @@ def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"How much is in {a}, and how much is in {c}?",
             f"Look up both {a} and {c} and give me their balances.",
             f"I need the current figures for {a} as well as {c}.",
+            f"Look up the balances of {a} and {c} for me.",
         )[phrasing]
     )
     ra, rc = b.calls([("get_balance", {"account_id": a}), ("get_balance", {"account_id": c})])
@@ -314,7 +316,7 @@ def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("bank.deposit_or_withdraw", "bank", "similar_choice", 4, combo=("deposit", "withdraw"))
+@template("bank.deposit_or_withdraw", "bank", "similar_choice", 5, combo=("deposit", "withdraw"))
 def _deposit_or_withdraw(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     bal = to_cents(b.state["accounts"][a]["balance"], "balance")
@@ -326,6 +328,7 @@ def _deposit_or_withdraw(b: EpisodeBuilder, rng: random.Random, phrasing: int) -
             f"Put {_f(m)} in {a}, please.",
             f"Please add {_f(m)} to account {a}.",
             f"Pay {_f(m)} into {a}.",
+            f"Please put {_f(m)} into account {a}.",
         )
     else:
         tool, m = "withdraw", _amount(rng, 1_00, bal)
@@ -334,6 +337,7 @@ def _deposit_or_withdraw(b: EpisodeBuilder, rng: random.Random, phrasing: int) -
             f"Take {_f(m)} out of {a}, please.",
             f"Please remove {_f(m)} from account {a}.",
             f"Cash out {_f(m)} from {a}.",
+            f"Please take {_f(m)} out of account {a}.",
         )
     b.user(texts[phrasing])
     r = b.call(tool, {"account_id": a, "amount": m})
@@ -344,7 +348,7 @@ def _deposit_or_withdraw(b: EpisodeBuilder, rng: random.Random, phrasing: int) -
     )
 
 
-@template("bank.move_all", "bank", "multi_step", 4, combo=("get_balance", "transfer"))
+@template("bank.move_all", "bank", "multi_step", 5, combo=("get_balance", "transfer"))
 def _move_all(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     a, c = _pick(b, rng, 2)
     offer(b, rng, ["get_balance", "transfer"], ["deposit", "withdraw"])
@@ -354,6 +358,7 @@ def _move_all(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Empty account {a} into {c}: transfer its whole balance.",
             f"Transfer the full balance of {a} to account {c}.",
             f"Sweep all the money from {a} into {c}, please.",
+            f"Transfer the whole balance of account {a} over to {c}.",
         )[phrasing]
     )
     r = b.call("get_balance", {"account_id": a})
@@ -364,7 +369,7 @@ def _move_all(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("bank.owner_balance", "bank", "multi_step", 4, combo=("find_account", "get_balance"))
+@template("bank.owner_balance", "bank", "multi_step", 5, combo=("find_account", "get_balance"))
 def _owner_balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     owner = b.state["accounts"][a]["owner"]
@@ -375,6 +380,7 @@ def _owner_balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
             f"What's the balance of {owner}'s account?",
             f"Look up {owner} and tell me their balance.",
             f"Find the account belonging to {owner} and check how much is in it.",
+            f"Look up {owner}'s account and tell me how much money is in it.",
         )[phrasing]
     )
     r = b.call("find_account", {"owner": owner})
@@ -383,7 +389,7 @@ def _owner_balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
     b.say(f"{owner}'s account {acc} has a balance of {_f(g['balance'])}.", [acc, g["balance"]])
 
 
-@template("bank.transfer_short", "bank", "error_retry", 4, combo=("transfer",))
+@template("bank.transfer_short", "bank", "error_retry", 5, combo=("transfer",))
 def _transfer_short(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     a, c = _pick(b, rng, 2)
     bal = b.state["accounts"][a]["balance"]
@@ -397,6 +403,7 @@ def _transfer_short(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> Non
             f"Please pay {_f(m)} from {a} into {c}, or the whole balance of {a} if that is less.",
             f"Move {_f(m)} out of {a} into {c}; should the funds fall short, move everything "
             f"it holds.",
+            f"Please transfer {_f(m)} from {a} to {c}. If {a} is short, send whatever is in {a}.",
         )[phrasing]
     )
     err = b.call("transfer", {"from_account": a, "to_account": c, "amount": m})
@@ -410,7 +417,7 @@ def _transfer_short(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> Non
     )
 
 
-@template("bank.deposit_ask", "bank", "ask_missing", 4, combo=("deposit",))
+@template("bank.deposit_ask", "bank", "ask_missing", 5, combo=("deposit",))
 def _deposit_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     m = _amount(rng, 1_00, 5_000_00)
@@ -421,24 +428,31 @@ def _deposit_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I want to pay in {_f(m)}.",
             f"Can you put {_f(m)} into my account for me?",
             f"Credit {_f(m)} to my account.",
+            f"I want to deposit {_f(m)} into my account.",
         )[phrasing]
     )
     b.say("Which account should the deposit go to? Please give me the account id.")
-    b.user((f"It's {a}.", f"Account {a}.", f"Use {a}.", f"The number is {a}.")[phrasing])
+    b.user(
+        (f"It's {a}.", f"Account {a}.", f"Use {a}.", f"The number is {a}.", f"Use account {a}.")[
+            phrasing
+        ]
+    )
     r = b.call("deposit", {"account_id": a, "amount": m})
     b.say(f"Deposited {_f(m)} into {a}; the new balance is {_f(r['balance'])}.", [r["balance"]])
 
 
-@template("bank.refuse", "bank", "refuse", 4)
+@template("bank.refuse", "bank", "refuse", 5)
 def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     offer(b, rng, ["get_balance"], ["deposit", "withdraw", "transfer", "list_transactions"])
+    loan, owner = _f(_amount(rng, 1000_00, 90_000_00)), person_name(rng)
     b.user(
         (
-            f"Apply for a loan of {_f(_amount(rng, 1000_00, 90_000_00))} on account {a}.",
-            f"Open a new savings account for {person_name(rng)}.",
+            f"Apply for a loan of {loan} on account {a}.",
+            f"Open a new savings account for {owner}.",
             f"Order a replacement debit card for account {a}.",
             f"What interest rate would I get on a {rng.randint(2, 30)}-year mortgage?",
+            f"Open a new debit card account for {owner}.",
         )[phrasing]
     )
     b.say(
@@ -447,7 +461,7 @@ def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("bank.history", "bank", "answer_from_obs", 4, combo=("list_transactions",))
+@template("bank.history", "bank", "answer_from_obs", 5, combo=("list_transactions",))
 def _history(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     n = rng.randint(2, 3)
@@ -458,6 +472,7 @@ def _history(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What were the {n} most recent movements in account {a}?",
             f"List the latest {n} transactions for {a}.",
             f"Give me {a}'s {n} newest transactions.",
+            f"Show me the {n} most recent transactions for account {a}.",
         )[phrasing]
     )
     r = b.call("list_transactions", {"account_id": a, "limit": n})

@@ -216,6 +216,7 @@ _WEEKDAY_Q = [
     "Which weekday does {d} fall on?",
     "Tell me the weekday of {d}.",
     "{d}: what day of the week is that?",
+    "Which day of the week is {d}?",
 ]
 
 
@@ -233,12 +234,14 @@ _ADD_Q = [
     "Add {n} days to {d}.",
     "Which date comes {n} days after {d}?",
     "Starting on {d}, what is the date {n} days later?",
+    "Starting on {d}, which date comes {n} days later?",
 ]
 _BETWEEN_Q = [
     "How many days are there between {d1} and {d2}?",
     "Count the days from {d1} to {d2}.",
     "How many days separate {d1} and {d2}?",
     "From {d1} until {d2}, how many days is that?",
+    "How many days are there from {d1} to {d2}?",
 ]
 
 
@@ -276,12 +279,14 @@ _LEAP_Q = [
     "Does {y} have a February 29?",
     "Tell me whether {y} is a leap year.",
     "Is {y} a leap year or a common year?",
+    "Tell me whether {y} is a leap year or a common year.",
 ]
 _MONTH_Q = [
     "How many days are in {m} {y}?",
     "How long is {m} {y} in days?",
     "Count the days of {m} {y}.",
     "What's the number of days in {m} {y}?",
+    "Count the number of days in {m} {y}.",
 ]
 
 
@@ -321,6 +326,7 @@ _DIFF_Q = [
     "How many hours lie between {z1} and {z2}?",
     "By how many hours does {z2} differ from {z1}?",
     "Tell me the offset in hours going from {z1} to {z2}.",
+    "Tell me the time difference from {z1} to {z2}.",
 ]
 
 
@@ -344,6 +350,7 @@ _ZONES_Q = [
     "When it is {t} {z}, what are the local times in {z1} and {z2}?",
     "Convert {t} {z} to both {z1} and {z2}.",
     "A call starts at {t} {z}; what time is that for people in {z1} and in {z2}?",
+    "When it is {t} {z}, what time is it in {z1} and in {z2}?",
 ]
 
 
@@ -371,6 +378,7 @@ _AFTER_Q = [
     "Which day of the week falls {n} days after {d}?",
     "If I count {n} days forward from {d}, what weekday do I land on?",
     "{n} days on from {d}: which date is that, and what day of the week?",
+    "If I count {n} days forward from {d}, which day of the week is it?",
 ]
 
 
@@ -395,6 +403,7 @@ _US_Q = [
     "Which weekday is {us}?",
     "Tell me the day of the week for {us}.",
     "{us} - do you know which weekday that is?",
+    "Do you know what day of the week {us} was?",
 ]
 
 
@@ -417,6 +426,7 @@ _ASK_END = [
     ("Count the days between {d1} and my {e}, please.", "My {e} is on {d2}."),
     ("Starting {d1}, how long do I have to wait for my {e}?", "The date is {d2}."),
     ("I want to know how many days remain from {d1} to my {e}.", "{d2}."),
+    ("How many days remain from {d1} until my {e}, please?", "The {e} is on {d2}."),
 ]
 
 
@@ -440,6 +450,7 @@ _REFUSE_Q = [
     "Add a meeting with {p} to my calendar on {d}.",
     "What public holidays are there in {m} {y}?",
     "What will the weather be like on {d}?",
+    "Set an alarm for {t} on {d}.",
 ]
 
 
@@ -466,6 +477,7 @@ _FACTS: dict[str, tuple[list[str], str]] = {
             "What is the day-of-year number of {d}?",
             "Counting from January 1, what day number is {d}?",
             "Give me the ordinal day within the year for {d}.",
+            "Give me the day-of-year number for {d}.",
         ],
         "{d} is day {v} of the year.",
     ),
@@ -475,6 +487,7 @@ _FACTS: dict[str, tuple[list[str], str]] = {
             "What is the week number of {d}?",
             "Tell me the calendar week of {d}.",
             "{d} belongs to which numbered week?",
+            "Tell me the ISO week number of {d}.",
         ],
         "{d} is in ISO week {v}.",
     ),
@@ -484,13 +497,14 @@ _FACTS: dict[str, tuple[list[str], str]] = {
             "What quarter does {d} belong to?",
             "Tell me the quarter for {d}.",
             "{d} falls in which quarter?",
+            "Which quarter of the year does {d} belong to?",
         ],
         "{d} is in quarter {v}.",
     ),
 }
 
 
-@template("calendar.date_facts", DOMAIN, "answer_from_obs", 4, combo=("date_info",))
+@template("calendar.date_facts", DOMAIN, "answer_from_obs", 5, combo=("date_info",))
 def _t_date_facts(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     offer(b, rng, "date_info", rng.choice(["days_between", "add_days", "is_leap_year"]))
     field = rng.choice(sorted(_FACTS))

@@ -244,7 +244,7 @@ def _leaf_dirs(b: EpisodeBuilder) -> list[str]:
     return [d for d in b.state["dirs"] if posixpath.dirname(d) == home]
 
 
-@template("files.read", "files", "answer_from_obs", 4, combo=("read_file",))
+@template("files.read", "files", "answer_from_obs", 5, combo=("read_file",))
 def _read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     offer(b, rng, ["read_file"], ["list_dir", "write_file", "search_files"])
@@ -254,13 +254,14 @@ def _read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Open {p} and show me its contents.",
             f"Read the file {p} for me.",
             f"Print out what is written in {p}.",
+            f"Show me what is written in {p}.",
         )[phrasing]
     )
     r = b.call("read_file", {"path": p})
     b.say(f"{p} says: {r['content']}", [r["content"]])
 
 
-@template("files.delete", "files", "single", 4, combo=("delete_file",))
+@template("files.delete", "files", "single", 5, combo=("delete_file",))
 def _delete(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     offer(b, rng, ["delete_file"], ["move_file", "read_file", "write_file"])
@@ -270,13 +271,14 @@ def _delete(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Please remove the file {p}.",
             f"I no longer need {p}; get rid of it.",
             f"Erase {p} from my files.",
+            f"Please erase the file {p}.",
         )[phrasing]
     )
     r = b.call("delete_file", {"path": p})
     b.say(f"Deleted {r['deleted']}.", [r["deleted"]])
 
 
-@template("files.append", "files", "single", 4, combo=("write_file",))
+@template("files.append", "files", "single", 5, combo=("write_file",))
 def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     line = f"{' '.join(rng.sample(WORDS, 2))} {rng.randint(1, 9999)}"
@@ -287,13 +289,14 @@ def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Append '{line}' at the end of {p}.",
             f"Please put '{line}' on a new line in {p}.",
             f"Tack '{line}' onto {p}.",
+            f"Please add the line '{line}' at the end of {p}.",
         )[phrasing]
     )
     r = b.call("write_file", {"path": p, "content": line, "mode": "append"})
     b.say(f"Added it; {p} is now {r['size']} characters long.", [r["size"]])
 
 
-@template("files.list_two", "files", "parallel", 4, combo=("list_dir",))
+@template("files.list_two", "files", "parallel", 5, combo=("list_dir",))
 def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     d1, d2 = rng.sample(_leaf_dirs(b), 2)
     offer(b, rng, ["list_dir"], ["find_files", "read_file"])
@@ -303,6 +306,7 @@ def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"List the contents of both {d1} and {d2}.",
             f"Show me the files in {d1}, then the ones in {d2}.",
             f"Which entries do {d1} and {d2} each hold?",
+            f"Show me the contents of both {d1} and {d2}.",
         )[phrasing]
     )
     r1, r2 = b.calls([("list_dir", {"path": d1}), ("list_dir", {"path": d2})])
@@ -312,7 +316,7 @@ def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("files.find_choice", "files", "similar_choice", 4, combo=("find_files", "search_files"))
+@template("files.find_choice", "files", "similar_choice", 5, combo=("find_files", "search_files"))
 def _find_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     offer(b, rng, ["find_files", "search_files"], ["list_dir", "read_file"])
@@ -324,6 +328,7 @@ def _find_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Find the files named like {w}.",
             f"Locate any file whose name contains {w}.",
             f"Are there files called something like {w}?",
+            f"Are there files whose name contains {w}?",
         )
     else:
         w = rng.choice(b.state["files"][p].split()[:3])
@@ -333,13 +338,14 @@ def _find_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Search the file contents for {w}.",
             f"Find the files that contain the word {w}.",
             f"Is {w} written in any of my files?",
+            f"Which of my files contain the word {w}?",
         )
     b.user(texts[phrasing])
     r = b.call(tool, args)
     b.say(f"Found: {', '.join(r['matches'])}.", r["matches"])
 
 
-@template("files.find_read", "files", "multi_step", 4, combo=("find_files", "read_file"))
+@template("files.find_read", "files", "multi_step", 5, combo=("find_files", "read_file"))
 def _find_read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     w = _stem(p)
@@ -350,6 +356,7 @@ def _find_read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"There's a file called {w} somewhere; what's in it?",
             f"Look for the {w} file and read it to me.",
             f"Where is {w} kept, and what does it contain?",
+            f"Look for my {w} file and tell me what it says.",
         )[phrasing]
     )
     r = b.call("find_files", {"name": w})
@@ -358,7 +365,7 @@ def _find_read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"{found} says: {c['content']}", [found, c["content"]])
 
 
-@template("files.read_suggest", "files", "error_retry", 4, combo=("read_file",))
+@template("files.read_suggest", "files", "error_retry", 5, combo=("read_file",))
 def _read_suggest(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     root, ext = posixpath.splitext(p)
@@ -370,6 +377,7 @@ def _read_suggest(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Can you read {wrong} to me?",
             f"I need the text of {wrong}.",
             f"Fetch the contents of {wrong}.",
+            f"Can you show me the contents of {wrong}?",
         )[phrasing]
     )
     err = b.call("read_file", {"path": wrong})
@@ -379,7 +387,7 @@ def _read_suggest(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"There is no {wrong}, but {p} says: {r['content']}", [p, r["content"]])
 
 
-@template("files.move_ask", "files", "ask_missing", 4, combo=("move_file",))
+@template("files.move_ask", "files", "ask_missing", 5, combo=("move_file",))
 def _move_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     dest = rng.choice([d for d in _leaf_dirs(b) if d != posixpath.dirname(p)])
@@ -390,17 +398,24 @@ def _move_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I'd like to relocate {p}.",
             f"Can you move the file {p} for me?",
             f"{p} is in the wrong place, shift it.",
+            f"I'd like to move the file {p}.",
         )[phrasing]
     )
     b.say("Where should I move it? Please give me the destination folder or path.")
     b.user(
-        (f"Put it in {dest}.", f"Into {dest}, please.", f"{dest}", f"Move it to {dest}.")[phrasing]
+        (
+            f"Put it in {dest}.",
+            f"Into {dest}, please.",
+            f"{dest}",
+            f"Move it to {dest}.",
+            f"Please put it in {dest}.",
+        )[phrasing]
     )
     r = b.call("move_file", {"source": p, "destination": dest})
     b.say(f"Moved {p} to {r['destination']}.", [r["destination"]])
 
 
-@template("files.refuse", "files", "refuse", 4)
+@template("files.refuse", "files", "refuse", 5)
 def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     offer(b, rng, ["read_file"], ["list_dir", "write_file", "move_file", "delete_file"])
@@ -410,6 +425,7 @@ def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Print {p} on the office printer.",
             f"Compress {posixpath.dirname(p)} into a zip archive.",
             f"Make {p} read-only for everyone except me.",
+            f"Compress {p} into a zip archive for me.",
         )[phrasing]
     )
     b.say(

@@ -207,7 +207,7 @@ def _f(v: Any) -> str:
     return format_value(v)
 
 
-@template("shop.product", "shop", "single", 4, combo=("get_product",))
+@template("shop.product", "shop", "single", 5, combo=("get_product",))
 def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
     offer(b, rng, ["get_product"], ["search_products", "add_to_cart", "view_cart"])
@@ -217,6 +217,7 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What's the price and stock level of product {pid}?",
             f"Check {pid} for me: cost and availability.",
             f"Give me the price of item {pid} and how many are left.",
+            f"What's the price of product {pid}, and is it in stock?",
         )[phrasing]
     )
     r = b.call("get_product", {"product_id": pid})
@@ -226,7 +227,7 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.compare", "shop", "parallel", 4, combo=("get_product",))
+@template("shop.compare", "shop", "parallel", 5, combo=("get_product",))
 def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     p1, p2 = _pick(b, rng, 2)
     offer(b, rng, ["get_product"], ["search_products", "view_cart", "add_to_cart"])
@@ -236,6 +237,7 @@ def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Compare the prices of {p1} and {p2}.",
             f"Look up {p1} and {p2} and tell me their prices.",
             f"I'm torn between {p1} and {p2}; how much is each?",
+            f"Compare {p1} and {p2}; how much is each?",
         )[phrasing]
     )
     r1, r2 = b.calls([("get_product", {"product_id": p1}), ("get_product", {"product_id": p2})])
@@ -247,7 +249,7 @@ def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
 
 
 @template(
-    "shop.lookup_choice", "shop", "similar_choice", 4, combo=("get_product", "search_products")
+    "shop.lookup_choice", "shop", "similar_choice", 5, combo=("get_product", "search_products")
 )
 def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
@@ -259,6 +261,7 @@ def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
                 f"Look up item {pid}.",
                 f"What is {pid}?",
                 f"Pull up the product page for {pid}.",
+                f"Pull up the details of item {pid}.",
             )[phrasing]
         )
         r = b.call("get_product", {"product_id": pid})
@@ -274,6 +277,7 @@ def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
             f"Do you sell any {noun}?",
             f"Find me products matching '{noun}'.",
             f"What kinds of {noun} do you have?",
+            f"Search the catalogue for products matching '{noun}'.",
         )[phrasing]
     )
     r = b.call("search_products", {"query": noun})
@@ -281,7 +285,7 @@ def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
     b.say(f"Found: {items}.", [v for x in r["results"] for v in (x["product_id"], x["price"])])
 
 
-@template("shop.search_add", "shop", "multi_step", 4, combo=("add_to_cart", "search_products"))
+@template("shop.search_add", "shop", "multi_step", 5, combo=("add_to_cart", "search_products"))
 def _search_add(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
     p = b.state["products"][pid]
@@ -293,6 +297,7 @@ def _search_add(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Put {q} of the {p['name']} in my basket.",
             f"I want {q} x {p['name']}; add them to the cart.",
             f"Search for the {p['name']} and order {q} into my cart.",
+            f"Search for the {p['name']} and put {q} in my basket.",
         )[phrasing]
     )
     r = b.call("search_products", {"query": p["name"]})
@@ -304,7 +309,7 @@ def _search_add(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.add_short", "shop", "error_retry", 4, combo=("add_to_cart",))
+@template("shop.add_short", "shop", "error_retry", 5, combo=("add_to_cart",))
 def _add_short(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
     left = b.state["products"][pid]["stock"] - b.state["cart"].get(pid, 0)
@@ -316,6 +321,7 @@ def _add_short(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Put {q} x {pid} in the cart, or as many as you can get.",
             f"I need {q} units of {pid} in my basket. If stock is short, grab whatever remains.",
             f"Order {q} of {pid} into the cart, falling back to the remaining stock.",
+            f"Put {q} of {pid} in my cart; if stock is short, take all that are left.",
         )[phrasing]
     )
     err = b.call("add_to_cart", {"product_id": pid, "quantity": q})
@@ -329,7 +335,7 @@ def _add_short(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.checkout_ask", "shop", "ask_missing", 4, combo=("checkout",))
+@template("shop.checkout_ask", "shop", "ask_missing", 5, combo=("checkout",))
 def _checkout_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     addr = address(rng)
     offer(b, rng, ["checkout"], ["view_cart", "remove_from_cart", "add_to_cart"])
@@ -339,11 +345,18 @@ def _checkout_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             "I'm ready to place the order.",
             "Go ahead and buy what's in my basket.",
             "Complete my purchase, please.",
+            "I'm ready to check out my basket.",
         )[phrasing]
     )
     b.say("Where should the order be shipped? Please give me the delivery address.")
     b.user(
-        (f"Ship it to {addr}.", f"{addr}.", f"Send it to {addr}, please.", f"To {addr}.")[phrasing]
+        (
+            f"Ship it to {addr}.",
+            f"{addr}.",
+            f"Send it to {addr}, please.",
+            f"To {addr}.",
+            f"Please ship it to {addr}.",
+        )[phrasing]
     )
     r = b.call("checkout", {"address": addr})
     b.say(
@@ -352,7 +365,7 @@ def _checkout_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.refuse", "shop", "refuse", 4)
+@template("shop.refuse", "shop", "refuse", 5)
 def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
     offer(b, rng, ["search_products"], ["get_product", "add_to_cart", "view_cart", "checkout"])
@@ -362,6 +375,7 @@ def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I want to return {pid} and get my money back.",
             f"Write a five-star review for {pid}.",
             f"Gift-wrap {pid} and add a card for {rng.choice(CITIES)}.",
+            f"I want to write a five-star review for {pid}.",
         )[phrasing]
     )
     b.say(
@@ -370,7 +384,7 @@ def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.cart", "shop", "answer_from_obs", 4, combo=("view_cart",))
+@template("shop.cart", "shop", "answer_from_obs", 5, combo=("view_cart",))
 def _cart(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     offer(b, rng, ["view_cart"], ["checkout", "add_to_cart", "remove_from_cart"])
     b.user(
@@ -379,6 +393,7 @@ def _cart(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             "Show me my basket and its total.",
             "How much does my cart come to?",
             "List the items I'm about to buy.",
+            "Show me the items in my cart.",
         )[phrasing]
     )
     r = b.call("view_cart", {})
@@ -389,7 +404,7 @@ def _cart(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.remove", "shop", "single", 4, combo=("remove_from_cart",))
+@template("shop.remove", "shop", "single", 5, combo=("remove_from_cart",))
 def _remove(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     pid = rng.choice(sorted(b.state["cart"]))
     offer(b, rng, ["remove_from_cart"], ["add_to_cart", "view_cart", "checkout"])
@@ -399,6 +414,7 @@ def _remove(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Take {pid} out of the basket, please.",
             f"I changed my mind about {pid}; drop it from the cart.",
             f"Delete item {pid} from my shopping cart.",
+            f"Please drop {pid} from my basket.",
         )[phrasing]
     )
     r = b.call("remove_from_cart", {"product_id": pid})

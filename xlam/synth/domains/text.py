@@ -158,6 +158,7 @@ _REVERSE_Q = [
     "Write '{s}' backwards.",
     "What is '{s}' spelled in reverse?",
     "Flip '{s}' so that it reads back to front.",
+    "Write the text '{s}' in reverse.",
 ]
 
 
@@ -176,12 +177,14 @@ _CASE_Q: dict[str, list[str]] = {
         "Make '{s}' all capitals.",
         "Write '{s}' in capital letters.",
         "Turn '{s}' into uppercase, please.",
+        "Make '{s}' all upper case, please.",
     ],
     "to_lower": [
         "Convert '{s}' to lower case.",
         "Make '{s}' all small letters.",
         "Write '{s}' without any capital letters.",
         "Turn '{s}' into lowercase, please.",
+        "Make '{s}' all lower case, please.",
     ],
 }
 
@@ -208,6 +211,7 @@ _SLUG_Q = [
     "Turn the title '{s}' into a slug{sep}.",
     "I need a web address slug for '{s}'{sep}.",
     "Slugify '{s}'{sep}, please.",
+    "Turn '{s}' into a URL slug{sep}, please.",
 ]
 _SEP_WORDS = {"-": "", "_": " with '_' between words"}
 
@@ -230,6 +234,7 @@ _TWO_CHARS_Q = [
     "Count the letters '{c1}' and '{c2}' in '{s}'.",
     "In '{s}', how often does '{c1}' occur, and how often '{c2}'?",
     "Tell me the number of '{c1}' characters and of '{c2}' characters in '{s}'.",
+    "Tell me how many times '{c1}' and '{c2}' occur in '{s}'.",
 ]
 
 
@@ -254,6 +259,7 @@ _REPLACE_SLUG_Q = [
     "In '{s}', swap '{old}' for '{new}' and give me the URL slug of that.",
     "Take '{s}', change '{old}' to '{new}', and slugify what you get.",
     "Slug please: first put '{new}' where '{old}' is in '{s}'.",
+    "In '{s}', replace '{old}' with '{new}', then give me the URL slug of the result.",
 ]
 
 
@@ -289,6 +295,7 @@ _CASE_RETRY_Q = [
     "Swap '{W}' for '{new}' in the text '{s}'.",
     "Change every '{W}' to '{new}' in '{s}'.",
     "Take '{s}' and put '{new}' in place of '{W}'.",
+    "In the text '{s}', change every '{W}' to '{new}'.",
 ]
 
 
@@ -313,6 +320,7 @@ _ASK_TEXT = [
     ("I need a slug for a page title.", "The title is '{s}'."),
     ("Please turn my heading into a slug.", "My heading is '{s}'."),
     ("Slugify something for me, would you?", "This one: '{s}'."),
+    ("Can you turn my page title into a slug?", "Use this one: '{s}'."),
 ]
 
 
@@ -334,6 +342,7 @@ _REFUSE_Q = [
     "Is '{s}' a positive or a negative review?",
     "Read '{s}' aloud to me.",
     "Which language is '{s}' written in?",
+    "Translate '{s}' into French for me.",
 ]
 
 
@@ -352,6 +361,7 @@ _FACTS: dict[str, tuple[list[str], str]] = {
             "Count the words of '{s}'.",
             "What's the word count of '{s}'?",
             "'{s}': how many words is that?",
+            "Count how many words are in '{s}'.",
         ],
         "'{s}' has {v} words.",
     ),
@@ -361,6 +371,7 @@ _FACTS: dict[str, tuple[list[str], str]] = {
             "Count the different words in '{s}'.",
             "How many unique words are there in '{s}'?",
             "'{s}' uses how many different words?",
+            "How many different words does '{s}' contain?",
         ],
         "'{s}' has {v} different words.",
     ),
@@ -370,13 +381,14 @@ _FACTS: dict[str, tuple[list[str], str]] = {
             "Find the longest word of '{s}'.",
             "What's the longest word used in '{s}'?",
             "'{s}': which word there is the longest?",
+            "Find the longest word used in '{s}'.",
         ],
         "The longest word is '{v}'.",
     ),
 }
 
 
-@template("text.word_facts", DOMAIN, "answer_from_obs", 4, combo=("word_count",))
+@template("text.word_facts", DOMAIN, "answer_from_obs", 5, combo=("word_count",))
 def _t_word_facts(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     offer(b, rng, "word_count", rng.choice(["count_char", "reverse_text"]))
     field = rng.choice(sorted(_FACTS))

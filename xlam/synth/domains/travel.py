@@ -249,7 +249,7 @@ def _open(state: State) -> list[str]:
     return sorted(i for i, f in state["flights"].items() if f["seats_left"] > 0)
 
 
-@template("travel.cancel", "travel", "single", 4, combo=("cancel_booking",))
+@template("travel.cancel", "travel", "single", 5, combo=("cancel_booking",))
 def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     bid = rng.choice(sorted(b.state["bookings"]))
     offer(b, rng, ["cancel_booking"], ["list_bookings", "book_flight", "get_flight"])
@@ -259,6 +259,7 @@ def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I can't travel any more, please cancel {bid}.",
             f"Please call off my reservation {bid}.",
             f"Drop booking {bid} and refund me.",
+            f"Please cancel my reservation {bid} and refund me.",
         )[phrasing]
     )
     r = b.call("cancel_booking", {"booking_id": bid})
@@ -267,7 +268,7 @@ def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.two_flights", "travel", "parallel", 4, combo=("get_flight",))
+@template("travel.two_flights", "travel", "parallel", 5, combo=("get_flight",))
 def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     f1, f2 = rng.sample(sorted(b.state["flights"]), 2)
     offer(b, rng, ["get_flight"], ["search_flights", "book_flight", "list_bookings"])
@@ -277,6 +278,7 @@ def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What are the departure times of {f1} and {f2}?",
             f"Check {f1} and {f2} for me: when do they take off?",
             f"Tell me the departure time for {f1} and also for {f2}.",
+            f"Check flights {f1} and {f2} for me: what are the departure times?",
         )[phrasing]
     )
     r1, r2 = b.calls([("get_flight", {"flight_id": f1}), ("get_flight", {"flight_id": f2})])
@@ -288,7 +290,7 @@ def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
 
 
 @template(
-    "travel.lookup_choice", "travel", "similar_choice", 4, combo=("get_flight", "search_flights")
+    "travel.lookup_choice", "travel", "similar_choice", 5, combo=("get_flight", "search_flights")
 )
 def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     offer(b, rng, ["get_flight", "search_flights"], ["book_flight", "list_bookings"])
@@ -300,6 +302,7 @@ def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
                 f"Look up flight {f}.",
                 f"What do you have on flight {f}?",
                 f"Show me everything about {f}.",
+                f"Show me the details of flight {f}.",
             )[phrasing]
         )
         r = b.call("get_flight", {"flight_id": f})
@@ -316,6 +319,7 @@ def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
             f"Find me flights {o} to {d} for {day}.",
             f"Are there any flights from {o} to {d} on {day}?",
             f"Search {o} to {d}, {day}.",
+            f"Find me any flights from {o} to {d} on {day}.",
         )[phrasing]
     )
     r = b.call("search_flights", {"origin": o, "destination": d, "date": day})
@@ -326,7 +330,7 @@ def _lookup_choice(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None
     b.say(f"Flights: {items}.", [v for x in fl for v in (x["flight_id"], x["departs"], x["price"])])
 
 
-@template("travel.search_book", "travel", "multi_step", 4, combo=("book_flight", "search_flights"))
+@template("travel.search_book", "travel", "multi_step", 5, combo=("book_flight", "search_flights"))
 def _search_book(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     groups = {k: v for k, v in _groups(b.state).items() if len(v) == 1}
     o, d, day = rng.choice(sorted(k for k, v in groups.items() if v[0] in _open(b.state)))
@@ -340,6 +344,7 @@ def _search_book(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Find the {o} to {d} flight on {day} and reserve a seat{cls} for {p}.",
             f"{p} needs to fly from {o} to {d} on {day}{cls}; please book it.",
             f"Get {p} a seat{cls} on the {day} flight from {o} to {d}.",
+            f"Please reserve a seat{cls} for {p} on the flight from {o} to {d} on {day}.",
         )[phrasing]
     )
     r = b.call("search_flights", {"origin": o, "destination": d, "date": day})
@@ -355,7 +360,7 @@ def _search_book(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.book_full", "travel", "error_retry", 4, combo=("book_flight",))
+@template("travel.book_full", "travel", "error_retry", 5, combo=("book_flight",))
 def _book_full(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     full = next(i for i, f in sorted(b.state["flights"].items()) if f["seats_left"] == 0)
     f0 = b.state["flights"][full]
@@ -369,6 +374,7 @@ def _book_full(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Reserve a seat for {p} on flight {full}, or on {alt} if {full} has no room.",
             f"Please put {p} on {full}. Should that be sold out, use {alt}.",
             f"Get {p} onto {full}, falling back to {alt} when it's full.",
+            f"Please book {p} on flight {full}, or on {alt} if it's full.",
         )[phrasing]
     )
     err = b.call("book_flight", {"flight_id": full, "passenger": p})
@@ -382,7 +388,7 @@ def _book_full(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.book_ask", "travel", "ask_missing", 4, combo=("book_flight",))
+@template("travel.book_ask", "travel", "ask_missing", 5, combo=("book_flight",))
 def _book_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     f = rng.choice(_open(b.state))
     p = person_name(rng)
@@ -393,10 +399,19 @@ def _book_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I'd like a ticket for flight {f}.",
             f"Reserve flight {f}, please.",
             f"Can you get me onto {f}?",
+            f"Can you book a seat on flight {f}, please?",
         )[phrasing]
     )
     b.say("Who is travelling? Please tell me the passenger's full name.")
-    b.user((f"The passenger is {p}.", f"It's for {p}.", f"{p}.", f"Put it under {p}.")[phrasing])
+    b.user(
+        (
+            f"The passenger is {p}.",
+            f"It's for {p}.",
+            f"{p}.",
+            f"Put it under {p}.",
+            f"Please put it under {p}.",
+        )[phrasing]
+    )
     k = b.call("book_flight", {"flight_id": f, "passenger": p})
     b.say(
         f"Booked {p} on {f}: booking {k['booking_id']}, price {format_value(k['price'])}.",
@@ -404,17 +419,19 @@ def _book_ask(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.refuse", "travel", "refuse", 4)
+@template("travel.refuse", "travel", "refuse", 5)
 def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     city = rng.choice(CITIES)
     day = rng.choice(sorted({f["date"] for f in b.state["flights"].values()}))
     offer(b, rng, ["search_flights"], ["get_flight", "book_flight", "cancel_booking"])
+    nights = rng.randint(2, 14)
     b.user(
         (
-            f"Book a hotel in {city} for {rng.randint(2, 14)} nights.",
+            f"Book a hotel in {city} for {nights} nights.",
             f"Rent me a car at the {city} airport on {day}.",
             f"What will the weather be like in {city} on {day}?",
             f"Do I need a visa to visit {city}?",
+            f"Book a hotel at the {city} airport on {day} for {nights} nights.",
         )[phrasing]
     )
     b.say(
@@ -423,7 +440,7 @@ def _refuse(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.bookings", "travel", "answer_from_obs", 4, combo=("list_bookings",))
+@template("travel.bookings", "travel", "answer_from_obs", 5, combo=("list_bookings",))
 def _bookings(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     p = rng.choice(sorted({bk["passenger"] for bk in b.state["bookings"].values()}))
     offer(b, rng, ["list_bookings"], ["get_flight", "cancel_booking", "search_flights"])
@@ -433,6 +450,7 @@ def _bookings(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"List the bookings under the name {p}.",
             f"Show me every reservation for {p}.",
             f"Which flights is {p} booked on?",
+            f"List every reservation under the name {p}.",
         )[phrasing]
     )
     r = b.call("list_bookings", {"passenger": p})
