@@ -7,8 +7,9 @@ from-synth`` (:mod:`xlam.synth.pairs`: ``wrong_tool``, ``wrong_value``, ``missin
 2. Pairs from each split with :func:`xlam.synth.pairs.synth_pairs` (``--per-turn``).
 3. ``--split qwen2|copy``: the tiny tokenizer trained on the train trajectories
    (``scripts/build_tiny_tokenizer.py``, tools as signatures; ``copy``: a value is the same
-   tokens in a query and in a call, numbers in chunks of up to three digits; with a
-   Llama-type model, as ``bench_learn.py --split copy``); ``none``: the embedded one.
+   tokens in a query and in a call, numbers in chunks of up to ``--digits`` digits, 2 by
+   default; with a Llama-type model, as ``bench_learn.py --recipe tiny --split copy``);
+   ``none``: the embedded one.
 4. SFT of the model on the train trajectories for ``--sft-steps`` (``xlam-train``, in
    process; 1 step: a nearly random start, as in ``tests/test_dpo.py``), then DPO on the
    train pairs from its run dir (``objective=dpo model.path=RUN_DIR``, the precomputed
@@ -73,14 +74,16 @@ def make_data(out: Path, n_train: int, n_test: int, per_turn: int) -> dict[str, 
     return counts
 
 
-def build_tokenizer(out: Path, vocab_size: int, split: str) -> Path:
+def build_tokenizer(out: Path, vocab_size: int, split: str, digits: int = 3) -> Path:
     """The tiny tokenizer trained on ``out/train.jsonl`` alone, as ``bench_learn.py`` builds it."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_learn", BENCH_LEARN)
     bench_learn = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_learn)  # type: ignore[union-attr]
-    return bench_learn.build_tokenizer(out, out / "tokenizer", vocab_size, "signature", split)
+    return bench_learn.build_tokenizer(
+        out, out / "tokenizer", vocab_size, "signature", split, digits
+    )
 
 
 def run(overrides: list[str], run_dir: Path) -> dict[str, Any]:
@@ -143,6 +146,7 @@ def main() -> None:
         "or (none) the embedded tiny one",
     )
     ap.add_argument("--vocab-size", type=int, default=4096)
+    ap.add_argument("--digits", type=int, default=2, help="copy split: digits per number chunk")
     ap.add_argument(
         "--n-test-pairs-train", type=int, default=400, help="training pairs scored (fit)"
     )
@@ -156,7 +160,7 @@ def main() -> None:
     counts = make_data(out, args.n_train, args.n_test, args.per_turn)
     print("pairs:", counts, flush=True)
     if args.split != "none":
-        tok = build_tokenizer(out, args.vocab_size, args.split)
+        tok = build_tokenizer(out, args.vocab_size, args.split, args.digits)
         extra = [f"model.tokenizer_path={tok}", *extra]
         if args.split == "copy":  # a qwen2 folder's tokenizer would load with Qwen2's pattern
             extra = ["model.from_config.model_type=llama", *extra]

@@ -13,7 +13,7 @@ tokenizer as saved.
 
 Usage:
     python scripts/build_tiny_tokenizer.py [--out xlam/assets/tiny_tokenizer] [--vocab-size 2048]
-        [--data DIR] [--tools json|signature] [--split qwen2|copy]
+        [--data DIR] [--tools json|signature] [--split qwen2|copy] [--digits 3]
 """
 
 from __future__ import annotations
@@ -134,13 +134,26 @@ def corpus(data_dir: Path, template: str) -> list[str]:
 # Pre-tokenization that keeps a value the same tokens wherever it is written: words without a
 # leading space or quote (Qwen2's pattern glues them on: ` P-1` in a query but `P-1` after
 # `"` in a call), a quote always alone, and numbers in chunks of up to three digits (as
-# Llama 3's pattern), so a 5-digit id is two tokens, not five near-identical digits.
-COPY_SPLIT = r'\p{L}+|\p{N}{1,3}|"|[^\s\p{L}\p{N}"]+|\s+'
+# Llama 3's pattern), so a 5-digit id is two tokens, not five near-identical digits
+# (``digits`` sets the chunk: fewer digits, fewer distinct number tokens to copy).
+def copy_split(digits: int = 3) -> str:
+    """The ``copy`` pre-tokenization pattern, numbers in chunks of up to ``digits`` digits."""
+    if digits < 1:
+        raise ValueError(f"digits must be >= 1, got {digits}")
+    return rf'\p{{L}}+|\p{{N}}{{1,{digits}}}|"|[^\s\p{{L}}\p{{N}}"]+|\s+'
+
+
+COPY_SPLIT = copy_split()
 SPLITS = ("qwen2", "copy")
 
 
 def build(
-    out: Path, vocab_size: int, data_dir: Path, tools: str = "json", split: str = "qwen2"
+    out: Path,
+    vocab_size: int,
+    data_dir: Path,
+    tools: str = "json",
+    split: str = "qwen2",
+    digits: int = 3,
 ) -> PreTrainedTokenizerFast:
     """Train the tokenizer on ``data_dir/*.jsonl`` and save it to ``out``.
 
@@ -153,6 +166,7 @@ def build(
             every number of up to three digits in the vocabulary). A ``copy`` tokenizer
             must not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
             ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's pattern.
+        digits: With ``copy``, numbers split into chunks of up to this many digits.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -165,13 +179,13 @@ def build(
     if split == "copy":
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [
-                pre_tokenizers.Split(Regex(COPY_SPLIT), "isolated"),
+                pre_tokenizers.Split(Regex(copy_split(digits)), "isolated"),
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
             ]
         )
         # every chunk a number can split into, frequent enough to be merged whole
-        digits = [f"{i:0{w}d}" for w in (1, 2, 3) for i in range(10**w)]
-        texts += [" ".join(digits)] * 50
+        chunks = [f"{i:0{w}d}" for w in range(1, digits + 1) for i in range(10**w)]
+        texts += [" ".join(chunks)] * 50
     tok.decoder = qwen2.decoder
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -203,8 +217,9 @@ def main() -> None:
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--tools", choices=sorted(TOOL_FORMATS), default="json")
     p.add_argument("--split", choices=SPLITS, default="qwen2", help="pre-tokenization")
+    p.add_argument("--digits", type=int, default=3, help="copy split: digits per number chunk")
     args = p.parse_args()
-    fast = build(args.out, args.vocab_size, args.data, args.tools, args.split)
+    fast = build(args.out, args.vocab_size, args.data, args.tools, args.split, args.digits)
     print(f"saved tokenizer with {len(fast)} tokens to {args.out}")
 
 

@@ -1,8 +1,9 @@
 """``scripts/build_tiny_tokenizer.py``: the ``copy`` pre-tokenization of the learnability bench.
 
 A value must be the same tokens wherever it is written (in a query, after a quote in a
-call's JSON), numbers in chunks of up to three digits, and an export with a Llama config
-must load the tokenizer with its own pattern (a Qwen2 one is rebuilt as ``Qwen2Tokenizer``).
+call's JSON), numbers in chunks of up to three digits (``digits`` sets the chunk), and an
+export with a Llama config must load the tokenizer with its own pattern (a Qwen2 one is
+rebuilt as ``Qwen2Tokenizer``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def test_numbers_are_chunks_of_three_digits(built: dict) -> None:
     assert tok.tokenize("58118") == ["581", "18"]
     assert tok.tokenize("2113.34") == ["211", "3", ".", "34"]
     assert all(f"{i:03d}" in tok.get_vocab() for i in range(1000))
+
+
+def test_digits_sets_the_number_chunks(built: dict, tmp_path: Path) -> None:
+    data = built["copy"].parent / "data"
+    tok = _builder().build(tmp_path / "d2", 4096, data, "signature", "copy", digits=2)
+    assert tok.tokenize("58118") == ["58", "11", "8"]
+    assert tok.tokenize("2113.34") == ["21", "13", ".", "34"]
+    assert all(f"{i:02d}" in tok.get_vocab() for i in range(100))
+    assert "581" not in tok.get_vocab()
+    with pytest.raises(ValueError, match="digits must be >= 1"):
+        _builder().build(tmp_path / "d0", 4096, data, "signature", "copy", digits=0)
 
 
 def test_a_llama_export_keeps_the_pattern_a_qwen2_one_loses(built: dict, tmp_path: Path) -> None:
