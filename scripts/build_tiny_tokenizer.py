@@ -143,7 +143,6 @@ def copy_split(digits: int = 3) -> str:
     return rf'\p{{L}}+|\p{{N}}{{1,{digits}}}|"|[^\s\p{{L}}\p{{N}}"]+|\s+'
 
 
-COPY_SPLIT = copy_split()
 SPLITS = ("qwen2", "copy")
 
 
@@ -162,8 +161,8 @@ def build(
         vocab_size: BPE vocabulary size (special and tool tokens included).
         data_dir: Unified trajectories the vocabulary is learnt from.
         tools: How the chat template shows tools (:data:`TOOL_FORMATS`).
-        split: ``qwen2`` (Qwen2's pre-tokenization) or ``copy`` (:data:`COPY_SPLIT`, with
-            every number of up to three digits in the vocabulary). A ``copy`` tokenizer
+        split: ``qwen2`` (Qwen2's pre-tokenization) or ``copy`` (:func:`copy_split`, with
+            every number of up to ``digits`` digits in the vocabulary). A ``copy`` tokenizer
             must not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
             ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's pattern.
         digits: With ``copy``, numbers split into chunks of up to this many digits.

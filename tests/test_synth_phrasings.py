@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from xlam.synth.core import Template
 from xlam.synth.generate import build_one, default_templates
 
 TEMPLATES = default_templates()
@@ -23,7 +24,7 @@ def _user_words(traj: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("t", TEMPLATES, ids=lambda t: t.name)
-def test_held_out_phrasing_uses_only_training_words(t) -> None:
+def test_held_out_phrasing_uses_only_training_words(t: Template) -> None:
     held = t.phrasings - 1
     for seed in range(12):
         seen: set[str] = set()
