@@ -52,23 +52,16 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = ("exact_match_single", "exact_match_parallel", "next_action_multi_turn")
 COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy", "episode_success")
 # ``copy``: a value is the same tokens in a query and in a call, numbers in chunks of two
-# digits (fewer distinct number tokens to copy than three), Muon, the tiny default's sizes as
-# a Mistral (whose export keeps the tokenizer's pattern, see ``run``) attending to its last
-# 64 tokens (a value sits within about 60 tokens of the call that copies it; the tools are
-# further back), the copied targets weighted 10x, 5 rows a step.
+# digits (fewer distinct number tokens to copy than three), and the training settings of
+# ``conf/experiment/learn_copy.yaml`` (Muon, a Mistral with a 64-token window, copied
+# targets weighted 10x, 5 rows a step).
 RECIPES: dict[str, dict[str, Any]] = {
     "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "overrides": []},
     "copy": {
         "split": "copy",
         "digits": 2,
         "vocab_size": 4096,
-        "overrides": [
-            "model/optimizer=muon",
-            "model.from_config.model_type=mistral",
-            "+model.from_config.sliding_window=64",
-            "model.copy_weight=10",
-            "data.batch_size=5",
-        ],
+        "overrides": ["experiment=learn_copy"],
     },
 }
 
@@ -230,9 +223,10 @@ def run(
     report = make_data(data, n_train, n_test, seed)
     tok = build_tokenizer(data, out / "tokenizer", vocab_size, tools, split, digits)
     extra = [*r["overrides"], *(extra or [])]
-    if split != "qwen2" and not any(o.startswith("model.from_config.model_type=") for o in extra):
+    if split != "qwen2" and recipe == "tiny":
         # transformers loads a qwen2 export's tokenizer as Qwen2Tokenizer, with Qwen2's
-        # pattern whatever tokenizer.json says; Llama's keeps the tokenizer's own
+        # pattern whatever tokenizer.json says; Llama's keeps the tokenizer's own (the copy
+        # recipe's experiment builds a Mistral, which keeps it too)
         extra = ["model.from_config.model_type=llama", *extra]
     results: dict[str, Any] = {
         "n_train": n_train,
