@@ -5,8 +5,8 @@
 2. Build a tiny tokenizer on the synthetic train split (``scripts/build_tiny_tokenizer.py``
    with ``--data``), so the synthetic vocabulary is covered.
 3. Train the tiny default architecture (``model=tiny``: 2 layers, hidden 64; the ``copy``
-   recipe builds those sizes as a Mistral with a 64-token attention window) on the train
-   split, on the CPU, with the correct training signal, and again with a deliberately
+   recipe builds those sizes as an LFM2, a short convolution before the attention layer) on
+   the train split, on the CPU, with the correct training signal, and again with a deliberately
    broken one (labels shifted by one token, so every position is taught its own input
    token instead of the next one).
 4. Evaluate both exports on the test split with ``xlam-eval suite=synth`` (hf backend):
@@ -22,7 +22,7 @@ default) is what makes the tiny shape copy argument values (docs/synthetic_data.
 Usage::
 
     python scripts/bench_learn.py [--recipe copy|tiny] [--n-train 40000] [--n-test 1000]
-        [--steps 3300] [--out DIR] [xlam-train overrides ...]
+        [--steps 3400] [--out DIR] [xlam-train overrides ...]
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ HEADLINE = ("exact_match_single", "exact_match_parallel", "next_action_multi_tur
 COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy", "episode_success")
 # ``copy``: a value is the same tokens in a query and in a call, numbers in chunks of two
 # digits (fewer distinct number tokens to copy than three), and the training settings of
-# ``conf/experiment/learn_copy.yaml`` (Muon, a Mistral with a 64-token window, copied
-# targets weighted 10x, 5 rows a step).
+# ``conf/experiment/learn_copy.yaml`` (Muon, an LFM2 whose first layer is a short
+# convolution, copied targets weighted 10x, 16 samples a step unpacked).
 RECIPES: dict[str, dict[str, Any]] = {
     "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "overrides": []},
     "copy": {
@@ -199,7 +199,7 @@ def run(
     out: Path,
     n_train: int = 40000,
     n_test: int = 1000,
-    steps: int = 3300,
+    steps: int = 3400,
     seed: int = 0,
     recipe: str = "copy",
     extra: list[str] | None = None,
@@ -226,7 +226,7 @@ def run(
     if split != "qwen2" and recipe == "tiny":
         # transformers loads a qwen2 export's tokenizer as Qwen2Tokenizer, with Qwen2's
         # pattern whatever tokenizer.json says; Llama's keeps the tokenizer's own (the copy
-        # recipe's experiment builds a Mistral, which keeps it too)
+        # recipe's experiment builds an LFM2, which keeps it too)
         extra = ["model.from_config.model_type=llama", *extra]
     results: dict[str, Any] = {
         "n_train": n_train,
@@ -258,7 +258,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=40000)
     p.add_argument("--n-test", type=int, default=1000)
     # the copy recipe: under 10 minutes of training each on 2 cores
-    p.add_argument("--steps", type=int, default=3300)
+    p.add_argument("--steps", type=int, default=3400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=None, help="default: the recipe's")
     p.add_argument(

@@ -14,6 +14,7 @@ from xlam.models.causal_lm import CausalLMModule
 from xlam.models.components.packing_check import (
     PackingLeakError,
     check_packed_forward,
+    mixers_outside_attention,
     plan_rows,
     split_packed_batch,
 )
@@ -102,6 +103,16 @@ def test_check_refuses_a_leaking_forward(
     assert "5 of 7 samples" in msg and "sample " in msg and "max |diff|" in msg
 
 
+def test_mixers_outside_attention_names_the_layers_a_mask_cannot_reach() -> None:
+    from transformers import Lfm2Config, Qwen2Config
+
+    lfm2 = Lfm2Config(num_hidden_layers=2, layer_types=["conv", "full_attention"])
+    assert mixers_outside_attention(lfm2) == ["conv"]
+    sliding = Qwen2Config(num_hidden_layers=2, use_sliding_window=True, sliding_window=8)
+    assert mixers_outside_attention(sliding) == []
+    assert mixers_outside_attention(object()) == []  # no layer_types: attention only
+
+
 # -- wired into training -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -164,3 +175,25 @@ def test_training_refuses_a_leaking_forward(
     assert objects["trainer"].global_step == 1 and torch.isfinite(
         torch.tensor(metrics["train/loss"])
     )
+
+
+def test_training_names_a_convolution_as_what_packing_cannot_mask(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    """A real LFM2 (a short-convolution layer, then attention) leaks across packed rows."""
+    from xlam.train import train
+
+    lfm2 = [
+        "debug=fdr",
+        f"paths.log_dir={log_dir}",
+        "model.from_config.model_type=lfm2",
+        "+model.from_config.layer_types=[conv,full_attention]",
+    ]
+    packed = compose_config(lfm2, output_dir=tmp_path / "packed")
+    with pytest.raises(PackingLeakError, match=r"'conv' layers mix each token") as err:
+        train(packed)
+    assert "data.packing.enabled=false" in str(err.value)
+    unpacked = compose_config([*lfm2, "data.packing.enabled=false"], output_dir=tmp_path / "u")
+    metrics, objects = train(unpacked)
+    assert objects["trainer"].global_step == 1
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))

@@ -394,7 +394,8 @@ class CausalLMModule(L.LightningModule):
             )
         bad = self._all_sum(torch.tensor(float(len(result.failed)), device=self.device))
         if bad.item() > 0:
-            raise pc.PackingLeakError(pc.leak_message(result))
+            mixers = pc.mixers_outside_attention(self.model.config)
+            raise pc.PackingLeakError(pc.leak_message(result, mixers))
         if not result.shares_a_row:
             log.warning("packing check: no two samples of the first batch fit one row")
             return

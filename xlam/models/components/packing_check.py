@@ -40,6 +40,22 @@ class PackingLeakError(RuntimeError):
     """A packed forward lets samples attend to each other."""
 
 
+# Layer types (``config.layer_types``) that mix tokens through the attention mask alone.
+_MASKED_LAYER_TYPES = frozenset(
+    {"full_attention", "sliding_attention", "chunked_attention", "attention"}
+)
+
+
+def mixers_outside_attention(config: object) -> list[str]:
+    """The model's layer types that mix tokens without the attention mask.
+
+    Short convolutions (LFM2's ``conv``), state-space and linear-attention layers read the
+    tokens before them whatever the mask says: packed rows leak through them.
+    """
+    types = getattr(config, "layer_types", None) or []
+    return sorted({str(t) for t in types} - _MASKED_LAYER_TYPES)
+
+
 @dataclass(frozen=True)
 class SampleDiff:
     """How far one sample's packed logits are from its unpacked ones.
@@ -230,8 +246,26 @@ def compare_packed_forward(
     return PackingCheckResult(diffs, [len(r) for r in plan], dtype, attn_implementation)
 
 
-def leak_message(result: PackingCheckResult) -> str:
-    """What a user reads when the packed forward differs from the unpacked one."""
+def leak_message(result: PackingCheckResult, mixers: Sequence[str] = ()) -> str:
+    """What a user reads when the packed forward differs from the unpacked one.
+
+    ``mixers``: the model's layer types that mix tokens outside attention
+    (:func:`mixers_outside_attention`), named as the cause when there are any.
+    """
+    if mixers:
+        cause = (
+            f"The model's {', '.join(repr(m) for m in mixers)} layers mix each token with "
+            "the ones before it whatever the attention mask says: packed rows cannot keep "
+            "its samples apart. Train it with data.packing.enabled=false"
+        )
+    else:
+        cause = (
+            "The model must get position ids restarting at 0 per sample, no attention mask "
+            "and no KV cache (use_cache=False), and transformers must build the "
+            "block-diagonal mask from them (transformers>=4.53.1 with torch>=2.6; flash "
+            "attention: rows flattened to one). Otherwise train with "
+            "data.packing.enabled=false"
+        )
     bad = result.failed
     atol, rtol = tolerance(result.dtype)
     shown = ", ".join(
@@ -247,12 +281,8 @@ def leak_message(result: PackingCheckResult) -> str:
         f"{result.attn_implementation!r} ({library_versions()}), {len(bad)} of "
         f"{len(result.diffs)} samples packed into {result.rows} row(s) give other logits "
         f"than alone: {shown}{more} (tolerance for {result.dtype}: atol {atol:g} + rtol "
-        f"{rtol:g} x max |logit|). Training on such rows lets every sample attend to the "
-        "samples before it. The model must get position ids restarting at 0 per sample, no "
-        "attention mask and no KV cache (use_cache=False), and transformers must build the "
-        "block-diagonal mask from them (transformers>=4.53.1 with torch>=2.6; flash "
-        "attention: rows flattened to one). Otherwise train with data.packing.enabled=false; "
-        "model.packing_check=false skips this check"
+        f"{rtol:g} x max |logit|). Training on such rows lets every sample see the samples "
+        f"before it. {cause}; model.packing_check=false skips this check"
     )
 
 
@@ -306,6 +336,7 @@ __all__ = [
     "eval_mode",
     "leak_message",
     "library_versions",
+    "mixers_outside_attention",
     "plan_rows",
     "split_packed_batch",
     "summary",
