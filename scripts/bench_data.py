@@ -7,6 +7,9 @@ Usage::
 - ``packing_efficiency_{4096,8192}``: real tokens / tokens processed when every packed row
   is ``seq_length`` long, on the shipped mixture (``conf/data/default.yaml``: 2 epochs of
   each embedded source).
+- ``unpacked_efficiency_b16`` / ``grouped_efficiency_b16``: the same ratio unpacked, every
+  sample its own row padded to the longest of its micro-batch of 16, in stream order and
+  grouped by length (``data.packing.group_by_length``).
 - ``samples_per_s``: samples through the whole train path (sampler, packing, Arrow fetch,
   packed collate) on one core, from a warm cache.
 - ``cache_start_s``: a fresh datamodule's ``prepare()`` + ``setup()`` + first batch when the
@@ -112,6 +115,25 @@ def packing_efficiency(cache: Path, seq: int) -> dict[str, float]:
     }
 
 
+def padding_efficiency(cache: Path, batch: int) -> dict[str, float]:
+    """Real tokens / tokens processed, unpacked: in stream order and grouped by length."""
+    out = {}
+    for name, grouped in (("unpacked", False), ("grouped", True)):
+        d = TrajectoryDataModule(
+            shipped_sources(),
+            str(TINY_TOKENIZER_DIR),
+            cache_dir=str(cache),
+            batch_size=batch,
+            packing={"enabled": False, "group_by_length": grouped, "window": 1000},
+        )
+        real = processed = 0
+        for x in d.train_dataloader():
+            real += int(x["attention_mask"].sum())
+            processed += x["attention_mask"].numel()
+        out[name] = real / max(processed, 1)
+    return out
+
+
 def token_ratio(
     source: Path, fmt: str, tokenizer: Path, seq: int, batch: int, val_size: int = 8
 ) -> dict[str, Any]:
@@ -193,6 +215,8 @@ def main() -> None:
         res[f"packing_efficiency_{seq}_batched"] = round(eff["batched"], 4)
         res[f"bins_{seq}"] = eff["bins"]
     res["shipped_tokens"] = eff["tokens"]
+    for name, value in padding_efficiency(cache, 16).items():
+        res[f"{name}_efficiency_b16"] = round(value, 4)
 
     big = make_big(work / "data", args.copies)
     t0 = time.perf_counter()

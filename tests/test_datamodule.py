@@ -45,7 +45,8 @@ def test_default_config_plans_the_run(tmp_path: Path, cache: Path) -> None:
 
 
 def test_max_steps_sizes_the_plan(cache: Path) -> None:
-    for packing in ({"enabled": False}, {"enabled": True, "seq_length": 1024}):
+    grouped = {"enabled": False, "group_by_length": True}
+    for packing in ({"enabled": False}, {"enabled": True, "seq_length": 1024}, grouped):
         dm = _dm(cache, batch_size=4, packing=packing)
         dm.prepare()
         dm.plan_for_steps(200, world_size=2)
@@ -136,6 +137,10 @@ def _fit(
 RESUME_CASES = {
     "packed": {"packing": {"enabled": True, "seq_length": 1024, "window": 128}},
     "padded": {"packing": {"enabled": False}, "batch_size": 6},
+    "grouped": {
+        "packing": {"enabled": False, "group_by_length": True, "window": 14},
+        "batch_size": 4,
+    },
     "packed-workers": {
         "packing": {"enabled": True, "seq_length": 512, "window": 100},
         "num_workers": 2,
@@ -190,6 +195,16 @@ def test_resume_refuses_a_changed_data_config(cache: Path, tmp_path: Path) -> No
     changed = {**kw, "packing": {"enabled": True, "seq_length": 1024, "window": 256}}
     with pytest.raises(ValueError, match="cannot resume exactly"):
         _fit(_dm(cache, **changed), tmp_path / "b", 6, ckpt=str(tmp_path / "a" / "step=3.ckpt"))
+    # grouped by length, a window's order depends on the rows of a micro-batch
+    grouped = {"batch_size": 2, "packing": {"enabled": False, "group_by_length": True}}
+    _fit(_dm(cache, **grouped), tmp_path / "c", 3, every=3)
+    with pytest.raises(ValueError, match="rows_per_micro_batch"):
+        _fit(
+            _dm(cache, **{**grouped, "batch_size": 3}),
+            tmp_path / "d",
+            6,
+            ckpt=str(tmp_path / "c" / "step=3.ckpt"),
+        )
 
 
 def test_streaming_source_is_deterministic_and_counted(cache: Path) -> None:

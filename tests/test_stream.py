@@ -33,9 +33,16 @@ PLAN = {"a": 80, "b": 25, "c": 30}
 
 
 def _stream(
-    rank: int = 0, world: int = 1, batch: int = 2, window: int = 16, packed: bool = True
+    rank: int = 0,
+    world: int = 1,
+    batch: int = 2,
+    window: int = 16,
+    packed: bool = True,
+    grouped: bool = False,
 ) -> MicroBatchStream:
-    cfg = PackingConfig(enabled=packed, seq_length=300, window=window)
+    cfg = PackingConfig(
+        enabled=packed and not grouped, seq_length=300, window=window, group_by_length=grouped
+    )
     sampler = BalancedSampler(SIZES, PLAN, seed=3)
     return MicroBatchStream(sampler, batch, rank, world, cfg, FakeLengths(SIZES, 300))
 
@@ -64,30 +71,71 @@ def test_packed_stream_uses_every_sample_once() -> None:
     assert set(pos) <= set(one)  # a larger batch only drops the last partial micro-batch
 
 
-@pytest.mark.parametrize("packed", [True, False])
-def test_stream_resumes_exactly_from_every_state(packed: bool) -> None:
-    full = list(_stream(packed=packed).batches())
+@pytest.mark.parametrize(("packed", "grouped"), [(True, False), (False, False), (False, True)])
+@pytest.mark.parametrize("batch", [2, 3])
+def test_stream_resumes_exactly_from_every_state(packed: bool, grouped: bool, batch: int) -> None:
+    full = list(_stream(batch=batch, packed=packed, grouped=grouped).batches())
     ref = [[r.position for row in mb.rows for r in row] for mb in full]
     for k in range(len(full)):
         state = StreamState.from_dict(full[k].state.to_dict())
-        rest = list(_stream(packed=packed).batches(state))
+        rest = list(_stream(batch=batch, packed=packed, grouped=grouped).batches(state))
         got = [[r.position for row in mb.rows for r in row] for mb in rest]
         assert got == ref[k + 1 :], k  # none skipped, none repeated
         if k + 1 < len(full):
             assert rest[0].state == full[k + 1].state
 
 
-@pytest.mark.parametrize("packed", [True, False])
-def test_ranks_are_disjoint_in_lockstep(packed: bool) -> None:
+@pytest.mark.parametrize(("packed", "grouped"), [(True, False), (False, False), (False, True)])
+def test_ranks_are_disjoint_in_lockstep(packed: bool, grouped: bool) -> None:
     world = 3
-    per_rank = [list(_stream(r, world, packed=packed).batches()) for r in range(world)]
+    per_rank = [
+        list(_stream(r, world, packed=packed, grouped=grouped).batches()) for r in range(world)
+    ]
     assert len({len(x) for x in per_rank}) == 1  # same number of steps on every rank
     for step in zip(*per_rank, strict=True):
         assert len({mb.state.to_dict().__repr__() for mb in step}) == 1  # identical state
     pos = [p for x in per_rank for p in _positions(x)]
     assert len(pos) == len(set(pos))
-    single = _positions(list(_stream(0, 1, batch=2 * world, packed=packed).batches()))
+    single = _positions(
+        list(_stream(0, 1, batch=2 * world, packed=packed, grouped=grouped).batches())
+    )
     assert sorted(pos) == sorted(single)  # same bins, dealt differently
+
+
+def _padding_efficiency(st: MicroBatchStream) -> float:
+    """Real tokens over padded ones (every row padded to its micro-batch's longest)."""
+    real = padded = 0
+    for mb in st.batches():
+        lengths = [st.lengths.lengths(row)[0] for row in mb.rows]
+        real += sum(lengths)
+        padded += max(lengths) * len(lengths)
+    return real / padded
+
+
+def test_grouped_stream_uses_every_usable_sample_once_with_less_padding() -> None:
+    window, batch = 48, 4
+    st = _stream(batch=batch, window=window, grouped=True)
+    mbs = list(st.batches())
+    assert len(mbs) == st.num_batches() == st.count_bins() // batch
+    pos = _positions(mbs)
+    usable = [
+        r.position for r in st.sampler.refs(0, st.sampler.total) if st.lengths.lengths([r])[0] > 0
+    ]
+    assert len(pos) == len(set(pos)) and set(pos) <= set(usable)
+    assert len(usable) - len(pos) < batch  # only the last partial micro-batch is left
+    assert all(len(mb.rows) == batch and all(len(r) == 1 for r in mb.rows) for mb in mbs)
+    # the same samples, unpacked in stream order, pad far more
+    grouped = _padding_efficiency(st)
+    plain = _padding_efficiency(_stream(batch=batch, window=window, packed=False))
+    assert grouped > 0.9 > plain
+    # and the micro-batches of a window do not come shortest first
+    longest = [max(st.lengths.lengths([r])[0] for row in mb.rows for r in row) for mb in mbs]
+    assert longest[: window // batch] != sorted(longest[: window // batch])
+
+
+def test_group_by_length_is_for_unpacked_rows() -> None:
+    with pytest.raises(ValueError, match="unpacked"):
+        PackingConfig(enabled=True, group_by_length=True)
 
 
 def test_worker_shards_partition_the_batches() -> None:

@@ -396,7 +396,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         """Rows in the planned stream: samples, or bins when packing (memoised on disk)."""
         self.prepare()
         if self._bins is None:
-            if not self.packing.enabled:
+            if not self.packing.windowed:
                 self._bins = self.total_samples
             else:
                 key = {
@@ -427,7 +427,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 interleaved stream does not change the mixture's proportions.
         """
         self.prepare()
-        if not self.packing.enabled:
+        if not self.packing.windowed:
             self.num_samples = num_rows
             self._replan(num_rows)
             return
@@ -565,10 +565,23 @@ class TrajectoryDataModule(L.LightningDataModule):
                 "consumed": sum(st.seen.values()),
                 "seed": self.seed,
                 "total": self.total_samples,
-                "packing": asdict(self.packing) if self.packing.enabled else None,
+                "packing": self._packing_key(),
             },
             "plan": dict(self.plan),
         }
+
+    def _packing_key(self) -> dict[str, Any] | None:
+        """How rows are formed, as a resumed stream must find it unchanged."""
+        if not self.packing.windowed:
+            return None
+        key = asdict(self.packing)
+        if self.packing.enabled:
+            del key["group_by_length"]  # as checkpoints saved before it existed
+        else:
+            # a grouped window's order depends on the rows of a global micro-batch
+            _, world = self._rank_world()
+            key["rows_per_micro_batch"] = self.batch_size * world
+        return key
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
@@ -585,7 +598,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             problems.append(f"seed {st['seed']} -> {self.seed}")
         if state.get("plan", self.plan) != self.plan:
             problems.append(f"plan {state['plan']} -> {self.plan}")
-        packing = asdict(self.packing) if self.packing.enabled else None
+        packing = self._packing_key()
         if st.get("packing", packing) != packing:
             problems.append(f"packing {st['packing']} -> {packing}")
         if problems:

@@ -23,24 +23,71 @@ from xlam.data.sampler import SampleRef
 
 @dataclass
 class PackingConfig:
-    """How samples are packed into rows.
+    """How samples become rows: packed into bins, or one per padded row.
 
     Attributes:
         enabled: Pack samples into bins; otherwise one sample per padded row.
         seq_length: Tokens per bin (the longest row a packed batch can have).
-        window: Consecutive stream positions packed together (best-fit decreasing within a
-            window). Larger packs tighter; resuming re-packs one window.
+        window: Consecutive stream positions packed (or grouped by length) together.
+            Larger packs tighter; resuming re-packs one window.
+        group_by_length: Unpacked only: a micro-batch takes samples of neighbouring lengths
+            from its window, and the micro-batches of a window come in a seeded random
+            order (less padding, as the Hugging Face Trainer's ``group_by_length``).
     """
 
     enabled: bool = False
     seq_length: int = 4096
     window: int = 1000
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.seq_length < 1:
             raise ValueError(f"packing.seq_length must be >= 1, got {self.seq_length}")
         if self.window < 1:
             raise ValueError(f"packing.window must be >= 1, got {self.window}")
+        if self.enabled and self.group_by_length:
+            raise ValueError(
+                "packing.group_by_length is for unpacked rows (packing.enabled=false): "
+                "packed bins are already filled by length"
+            )
+
+    @property
+    def windowed(self) -> bool:
+        """Whether rows are formed a window at a time (packed, or grouped by length)."""
+        return self.enabled or self.group_by_length
+
+
+def group_by_length(
+    lengths: Sequence[int], span: int, carry: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """One window's samples in an order whose consecutive ``span`` rows have similar lengths.
+
+    The usable samples (length > 0) are sorted by length (ties in index order) and cut, from
+    the short end, into: ``span - carry`` samples that complete the micro-batch begun in the
+    previous window (none when ``carry`` is 0), then the ``r`` left over once the rest is cut
+    into whole micro-batches (they begin the next window's first micro-batch), then the whole
+    micro-batches of ``span`` samples, in a seeded random order. Every
+    micro-batch boundary of the stream then falls on a boundary of this cut.
+
+    Args:
+        lengths: Length of each sample of the window (0: nothing to train on).
+        span: Rows per global micro-batch.
+        carry: Rows of the current micro-batch taken from earlier windows (``< span``).
+        rng: Seeded generator of the micro-batch order.
+
+    Returns:
+        Single-sample bins in dealing order.
+    """
+    if not 0 <= carry < span:
+        raise ValueError(f"carry {carry} not in [0, {span})")
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (lengths[i], i))
+    head = (span - carry) % span
+    first, rest = order[:head], order[head:]
+    left = len(rest) % span
+    tail, whole = rest[:left], rest[left:]
+    groups = [whole[i : i + span] for i in range(0, len(whole), span)]
+    mixed = [i for g in rng.permutation(len(groups)) for i in groups[g]]
+    return [[i] for i in (*first, *mixed, *tail)]
 
 
 def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -109,5 +156,6 @@ __all__ = [
     "LengthProvider",
     "PackingConfig",
     "best_fit_decreasing",
+    "group_by_length",
     "packing_efficiency",
 ]

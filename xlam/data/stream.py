@@ -12,7 +12,10 @@ of rows per step whatever the sample lengths, and the state is global and identi
 ranks: *(start of the current window, bins of it already trained)*. Resuming re-packs one
 window (``O(window)``) after an ``O(S² log N)`` seek; nothing before it is read again, and
 the state stays exact when the world size changes (only the dealing of later bins changes).
-Without packing a "bin" is one sample and the state is the next global position.
+Without packing a "bin" is one sample and the state is the next global position; grouped by
+length (``packing.group_by_length``), a bin is one sample, windows are dealt like packed
+ones, and a window's order depends on the global micro-batch size (the state resumes exactly
+with the same ``batch_size × world_size``).
 
 Commit. A micro-batch's state is committed when it reaches the model (not when a worker
 prefetches it), and a checkpoint saved inside an accumulation window resumes at the
@@ -31,7 +34,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xlam.data.collate import packed_collate, pad_collate
-from xlam.data.packing import LengthProvider, PackingConfig, best_fit_decreasing
+from xlam.data.packing import LengthProvider, PackingConfig, best_fit_decreasing, group_by_length
 from xlam.data.sampler import BalancedSampler, SampleRef, stable_seed
 from xlam.utils.accumulation import unfinished_micro_batches
 
@@ -84,8 +87,9 @@ class MicroBatchStream:
         batch_size: Rows per rank per micro-batch (bins when packing, else samples).
         rank: This process's rank.
         world_size: Number of data-parallel ranks.
-        packing: Packing settings; ``None`` or disabled for one sample per row.
-        lengths: Length provider; required when packing.
+        packing: Packing settings; ``None`` or disabled for one sample per row (grouped by
+            length with ``group_by_length``).
+        lengths: Length provider; required when packing or grouping by length.
     """
 
     def __init__(
@@ -103,9 +107,10 @@ class MicroBatchStream:
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
-        self.packing = packing if packing is not None and packing.enabled else None
+        # set when rows are formed a window at a time (packed, or grouped by length)
+        self.packing = packing if packing is not None and packing.windowed else None
         if self.packing is not None and lengths is None:
-            raise ValueError("packing needs a length provider")
+            raise ValueError("packing and group_by_length need a length provider")
         self.lengths = lengths
         self._num_batches: int | None = None
 
@@ -115,17 +120,36 @@ class MicroBatchStream:
         return self.batch_size * self.world_size
 
     # -- planning ----------------------------------------------------------------------
-    def window_bins(self, start: int) -> tuple[list[SampleRef], list[list[int]]]:
-        """The samples of the window at ``start`` and its bins in dealing order."""
+    @property
+    def packed(self) -> bool:
+        """Whether a row holds a bin of packed samples (else one sample)."""
+        return self.packing is not None and self.packing.enabled
+
+    def window_bins(self, start: int, carry: int = 0) -> tuple[list[SampleRef], list[list[int]]]:
+        """The samples of the window at ``start`` and its bins in dealing order.
+
+        Args:
+            start: First stream position of the window.
+            carry: Bins of the current micro-batch taken from earlier windows (grouped by
+                length: the window's first micro-batch completes that one).
+        """
         assert self.packing is not None and self.lengths is not None
         stop = min(start + self.packing.window, self.sampler.total)
         refs = self.sampler.refs(start, stop)
         lengths = list(self.lengths.lengths(refs))
-        bins = best_fit_decreasing(lengths, self.packing.seq_length)
         rng = np.random.default_rng(
             stable_seed(self.sampler.seed, self.sampler.epoch, "bins", start)
         )
+        if not self.packed:
+            return refs, group_by_length(lengths, self.span, carry, rng)
+        bins = best_fit_decreasing(lengths, self.packing.seq_length)
         return refs, [bins[i] for i in rng.permutation(len(bins))]
+
+    def _bins_of(self, lengths: list[int]) -> int:
+        assert self.packing is not None
+        if self.packed:
+            return len(best_fit_decreasing(lengths, self.packing.seq_length))
+        return sum(1 for n in lengths if n > 0)
 
     def count_bins(self) -> int:
         """Bins in the whole run (packs every window from lengths alone).
@@ -147,7 +171,7 @@ class MicroBatchStream:
                 if b > a
             ]
             lengths = np.concatenate(parts).tolist() if parts else []
-            n_bins += len(best_fit_decreasing(lengths, self.packing.seq_length))
+            n_bins += self._bins_of(lengths)
             before = after
         return n_bins
 
@@ -216,8 +240,11 @@ class MicroBatchStream:
         seen = self._seen_at(start)
         pending: list[tuple[SampleRef, ...]] = []
         lo = self.rank * self.batch_size
+        # a resumed state is a micro-batch boundary: ``skip`` bins of this window and the
+        # carried ones from before it make whole micro-batches
+        carry = -skip % span
         while start < s.total:
-            refs, bins = self.window_bins(start)
+            refs, bins = self.window_bins(start, carry)
             if skip > len(bins):
                 raise ValueError(f"stream state skips {skip} bins of a window of {len(bins)}")
             for b in bins[:skip]:
@@ -242,7 +269,7 @@ class MicroBatchStream:
                             [list(r) for r in pending[lo : lo + self.batch_size]], after
                         )
                     pending = []
-            skip = 0
+            skip, carry = 0, len(pending)
             # Samples of the window that were not packed (unrendered) count as drawn.
             seen = self._seen_at(nxt)
             start = nxt
@@ -315,7 +342,7 @@ class TrainStream(IterableDataset):
 
     def collate(self, mb: MicroBatch) -> dict[str, Any]:
         rows = [[s for ref in row for s in self.store.fetch(ref)] for row in mb.rows]
-        if self.stream.packing is not None:
+        if self.stream.packed:
             batch = packed_collate(rows, self.pad_id)
         else:
             batch = pad_collate([s for row in rows for s in row], self.pad_id)
