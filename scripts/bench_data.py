@@ -94,6 +94,15 @@ def dm(sources: dict[str, Any], cache: Path, seq: int, **kw: Any) -> TrajectoryD
     )
 
 
+def collated_efficiency(d: TrajectoryDataModule) -> float:
+    """Real tokens / tokens processed over the train loader's micro-batches."""
+    real = processed = 0
+    for batch in d.train_dataloader():
+        real += int(batch["attention_mask"].sum())
+        processed += batch["attention_mask"].numel()
+    return real / max(processed, 1)
+
+
 def packing_efficiency(cache: Path, seq: int) -> dict[str, float]:
     d = dm(shipped_sources(), cache, seq, batch_size=8)
     d.prepare()
@@ -102,14 +111,10 @@ def packing_efficiency(cache: Path, seq: int) -> dict[str, float]:
     s = d.stream.sampler
     real = sum(d.store.lengths(s.refs(0, s.total)))
     bins = d.total_rows()
-    # Also as collated: rows padded to the longest of each micro-batch of 8.
-    got = processed = 0
-    for batch in d.train_dataloader():
-        got += int(batch["attention_mask"].sum())
-        processed += batch["attention_mask"].numel()
     return {
         "fixed": real / (bins * seq),
-        "batched": got / max(processed, 1),
+        # as collated: rows padded to the longest of each micro-batch of 8
+        "batched": collated_efficiency(d),
         "bins": bins,
         "tokens": real,
     }
@@ -126,11 +131,7 @@ def padding_efficiency(cache: Path, batch: int) -> dict[str, float]:
             batch_size=batch,
             packing={"enabled": False, "group_by_length": grouped, "window": 1000},
         )
-        real = processed = 0
-        for x in d.train_dataloader():
-            real += int(x["attention_mask"].sum())
-            processed += x["attention_mask"].numel()
-        out[name] = real / max(processed, 1)
+        out[name] = collated_efficiency(d)
     return out
 
 

@@ -145,12 +145,6 @@ class MicroBatchStream:
         bins = best_fit_decreasing(lengths, self.packing.seq_length)
         return refs, [bins[i] for i in rng.permutation(len(bins))]
 
-    def _bins_of(self, lengths: list[int]) -> int:
-        assert self.packing is not None
-        if self.packed:
-            return len(best_fit_decreasing(lengths, self.packing.seq_length))
-        return sum(1 for n in lengths if n > 0)
-
     def count_bins(self) -> int:
         """Bins in the whole run (packs every window from lengths alone).
 
@@ -162,6 +156,13 @@ class MicroBatchStream:
         assert self.lengths is not None
         s, total, window = self.sampler, self.sampler.total, self.packing.window
         before = s.counts_before(0)
+        if not self.packed:  # grouped by length: a bin per usable sample, whatever the window
+            after = s.counts_before(total)
+            return sum(
+                int(np.count_nonzero(self.lengths.plan_lengths(name, s.records_of(name, a, b))))
+                for name, a, b in zip(s.names, before, after)
+                if b > a
+            )
         n_bins = 0
         for start in range(0, total, window):
             after = s.counts_before(min(start + window, total))
@@ -171,7 +172,7 @@ class MicroBatchStream:
                 if b > a
             ]
             lengths = np.concatenate(parts).tolist() if parts else []
-            n_bins += self._bins_of(lengths)
+            n_bins += len(best_fit_decreasing(lengths, self.packing.seq_length))
             before = after
         return n_bins
 
