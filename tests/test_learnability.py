@@ -23,7 +23,7 @@ def _bench():
 
 
 def test_correct_signal_learns_far_more_than_a_shifted_one(tmp_path: Path) -> None:
-    results = _bench().run(tmp_path, n_train=1500, n_test=60, steps=600)
+    results = _bench().run(tmp_path, n_train=1500, n_test=60, steps=400)
     correct, broken = results["correct"], results["broken"]
     print(json.dumps(results))  # the figures, with -s or on failure
     assert results["synth_report"]["passed"] == results["synth_report"]["generated"]

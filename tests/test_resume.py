@@ -53,6 +53,7 @@ def _launch(run: Path, cwd: Path, extra: list[str] = ()) -> subprocess.Popen:
     return launch_cli([*ARGS, f"hydra.run.dir={run}", *extra], cwd)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     full, killed = tmp_path / "full", tmp_path / "killed"
     # Separate roots: the two runs share no data cache while they run side by side.

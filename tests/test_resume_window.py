@@ -155,6 +155,7 @@ def _csv(run: Path) -> dict[int, tuple[float, float]]:
     return {s: (m["train/loss"], m["train/grad_norm"]) for s, m in step_metrics(run).items()}
 
 
+@pytest.mark.slow
 def test_real_preemption_signals_resume_exactly(tmp_path: Path) -> None:
     ref_dir, usr1_dir, term_dir = tmp_path / "ref", tmp_path / "usr1", tmp_path / "term"
     ref = _launch(ref_dir, tmp_path / "a")
