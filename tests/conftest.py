@@ -36,17 +36,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the modules that hold slow tests first, each module's tests in their order.
-
-    Under ``-n 2 --dist loadfile`` xdist hands out whole modules in collection order: a long
-    module handed out near the end runs alone while the other worker has nothing left.
-    Starting with the long ones keeps both workers busy to the end of the run.
-    """
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable
-
-
 def entry_point(name: str) -> str:
     """Path of a console script (``xlam-train``) of the environment running the tests."""
     return shutil.which(name) or str(Path(sys.executable).parent / name)
