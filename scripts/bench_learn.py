@@ -22,7 +22,7 @@ default) is what makes the tiny shape copy argument values (docs/synthetic_data.
 Usage::
 
     python scripts/bench_learn.py [--recipe copy|tiny] [--n-train 40000] [--n-test 1000]
-        [--steps 3400] [--out DIR] [xlam-train overrides ...]
+        [--steps 2700] [--out DIR] [xlam-train overrides ...]
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy"
 # ``copy``: a value is the same tokens in a query and in a call, numbers in chunks of two
 # digits (fewer distinct number tokens to copy than three), and the training settings of
 # ``conf/experiment/learn_copy.yaml`` (Muon, AdamW at 0.02 on the embeddings, an LFM2 whose
-# first layer is a short convolution, copied targets weighted 10x, 16 samples a step unpacked).
+# first layer is a short convolution 32 tokens wide with half its channels starting 3 wide,
+# copied targets weighted 10x, 16 samples a step unpacked).
 RECIPES: dict[str, dict[str, Any]] = {
     "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "overrides": []},
     "copy": {
@@ -199,7 +200,7 @@ def run(
     out: Path,
     n_train: int = 40000,
     n_test: int = 1000,
-    steps: int = 3400,
+    steps: int = 2700,
     seed: int = 0,
     recipe: str = "copy",
     extra: list[str] | None = None,
@@ -258,7 +259,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=40000)
     p.add_argument("--n-test", type=int, default=1000)
     # the copy recipe: under 10 minutes of training each on 2 cores
-    p.add_argument("--steps", type=int, default=3400)
+    p.add_argument("--steps", type=int, default=2700)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=None, help="default: the recipe's")
     p.add_argument(

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from xlam.data.labels import IGNORE_INDEX
-from xlam.models.components.build import build_causal_lm, dtype_for_precision
+from xlam.models.components.build import CONV_INITS, build_causal_lm, dtype_for_precision
 from xlam.models.components.kernels import (
     apply_kernels,
     check_kernels,
@@ -131,6 +131,9 @@ class CausalLMModule(L.LightningModule):
             recomputation, more memory); see
             :func:`~xlam.models.components.kernels.checkpoint_every`.
         seed: Seed of a config-built model's initialisation.
+        conv_init: ``None`` or ``split``: half the channels of a config-built model's short
+            convolutions start 3 taps wide
+            (:func:`~xlam.models.components.build.split_short_conv_init`).
         lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
         quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
         packing_check: On the first packed batch, run its samples packed and unpacked and
@@ -185,6 +188,7 @@ class CausalLMModule(L.LightningModule):
         copy_weight: float = 1.0,
         kernels: str | None = None,
         compile: bool | dict[str, Any] = False,
+        conv_init: str | None = None,
     ) -> None:
         super().__init__()
         if not path and not (from_config and tokenizer_path):
@@ -200,6 +204,8 @@ class CausalLMModule(L.LightningModule):
             )
         if not copy_weight > 0:
             raise ValueError(f"model.copy_weight must be > 0, got {copy_weight!r}")
+        if conv_init not in CONV_INITS:
+            raise ValueError(f"model.conv_init must be one of {CONV_INITS}, got {conv_init!r}")
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
         # Fail before any data is rendered: a policy or option that cannot run here.
@@ -259,6 +265,7 @@ class CausalLMModule(L.LightningModule):
             hp.attn_implementation,
             hp.seed,
             extra_kwargs=extra,
+            conv_init=hp.get("conv_init"),
         )
         # Fail now, not at serving time, if the exported folder would load another tokenizer.
         check_tokenizer_matches(

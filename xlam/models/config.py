@@ -59,6 +59,8 @@ class ModelConfig:
     # false | true | {mode, dynamic, fullgraph, backend, options} of torch.compile
     compile: Any = False
     seed: int = 0
+    # null | split (xlam.models.components.build.split_short_conv_init)
+    conv_init: str | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     quantization: str | None = None
     packing_check: bool = True

@@ -26,6 +26,7 @@ def build_causal_lm(
     attn_implementation: str | None = None,
     seed: int = 0,
     extra_kwargs: dict[str, Any] | None = None,
+    conv_init: str | None = None,
 ) -> torch.nn.Module:
     """Load a causal LM from a local folder, or build a random one from ``from_config``.
 
@@ -40,6 +41,8 @@ def build_causal_lm(
         seed: Seed of the random initialisation.
         extra_kwargs: Passed to ``from_pretrained`` (e.g. ``quantization_config``,
             ``device_map``); a config-built model is saved and reloaded to apply them.
+        conv_init: ``None`` (the library's initialisation) or ``split``
+            (:func:`split_short_conv_init`); a config-built model with short convolutions only.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -50,6 +53,13 @@ def build_causal_lm(
         if attn_implementation == segments.NAME:
             segments.register()
     extra = dict(extra_kwargs or {})
+    if conv_init not in CONV_INITS:
+        raise ValueError(f"model.conv_init must be one of {CONV_INITS}, got {conv_init!r}")
+    if path and conv_init:
+        raise ValueError(
+            "model.conv_init initialises a model built from model.from_config; "
+            f"{path} holds trained weights: leave model.conv_init=null"
+        )
     if path:
         return AutoModelForCausalLM.from_pretrained(
             path,
@@ -70,6 +80,8 @@ def build_causal_lm(
     with torch.random.fork_rng(), torch.device("cpu"):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **kwargs)
+    if conv_init == "split":
+        split_short_conv_init(model)
     if extra.get("quantization_config") is not None:
         # Quantizers run inside from_pretrained; a config-built model (tests, benchmarks)
         # takes the same path through a temporary folder rather than a second code path.
@@ -82,6 +94,50 @@ def build_causal_lm(
                 tmp, dtype=torch_dtype, local_files_only=True, **kwargs, **extra
             )
     return model
+
+
+CONV_INITS = (None, "split")
+# the taps a narrow channel starts with: the current token and the two before it, the short
+# convolution that makes one attention layer an induction head (docs/synthetic_data.md)
+NARROW_TAPS = 3
+
+
+def short_convs(model: torch.nn.Module) -> list[torch.nn.Conv1d]:
+    """The depthwise (one filter a channel) 1-D convolutions of ``model``: LFM2's short
+    convolutions and their kind."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv1d) and m.groups == m.in_channels == m.out_channels
+    ]
+
+
+@torch.no_grad()
+def split_short_conv_init(model: torch.nn.Module) -> None:
+    """Start half the channels of every short convolution narrow, the other half wide.
+
+    Why: a wide window (32 tokens) lets a position see which call of a turn it is in and
+    what came a few lines before, which the next action needs; a 3-token window is what
+    copies a value token by token (its key names the exact predecessor). Randomly
+    initialised, every channel of a wide kernel blurs the predecessor with 30 other tokens.
+    Here the first half of the channels keep only their last :data:`NARROW_TAPS` taps, scaled
+    so each channel's output variance is unchanged; training may widen them again.
+
+    Raises:
+        ValueError: ``model`` has no short convolution wider than :data:`NARROW_TAPS`.
+    """
+    convs = [c for c in short_convs(model) if c.kernel_size[0] > NARROW_TAPS]
+    if not convs:
+        raise ValueError(
+            f"model.conv_init=split: {type(model).__name__} has no depthwise convolution wider "
+            f"than {NARROW_TAPS} taps (an LFM2 with model.from_config.conv_L_cache > "
+            f"{NARROW_TAPS} has)"
+        )
+    for conv in convs:
+        w = conv.weight  # [channels, 1, taps]; the last tap multiplies the current token
+        half, taps = w.shape[0] // 2, w.shape[-1]
+        w[:half, :, : taps - NARROW_TAPS] = 0.0
+        w[:half] *= (taps / NARROW_TAPS) ** 0.5
 
 
 def dtype_for_precision(dtype: str, precision: str | None) -> str:
