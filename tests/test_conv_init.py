@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_QWEN2
 
 from xlam.models.components.build import NARROW_TAPS, build_causal_lm, short_convs
 from xlam.utils.hydra import compose_config
@@ -46,16 +47,8 @@ def test_split_narrows_the_first_half_of_the_channels_and_changes_nothing_else()
 
 
 def test_split_refuses_a_model_without_a_wide_short_convolution(tmp_path: Path) -> None:
-    qwen2 = {
-        "model_type": "qwen2",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-    }
     with pytest.raises(ValueError, match="no depthwise convolution wider than 3"):
-        build_causal_lm(None, 300, qwen2, conv_init="split")
+        build_causal_lm(None, 300, TINY_QWEN2, conv_init="split")
     with pytest.raises(ValueError, match="no depthwise convolution wider than 3"):
         build_causal_lm(None, 300, {**LFM2, "conv_L_cache": 3}, conv_init="split")
     with pytest.raises(ValueError, match="must be one of"):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from xlam.data.labels import IGNORE_INDEX
-from xlam.models.components.build import CONV_INITS, build_causal_lm, dtype_for_precision
+from xlam.models.components.build import build_causal_lm, check_conv_init, dtype_for_precision
 from xlam.models.components.kernels import (
     apply_kernels,
     check_kernels,
@@ -204,8 +204,7 @@ class CausalLMModule(L.LightningModule):
             )
         if not copy_weight > 0:
             raise ValueError(f"model.copy_weight must be > 0, got {copy_weight!r}")
-        if conv_init not in CONV_INITS:
-            raise ValueError(f"model.conv_init must be one of {CONV_INITS}, got {conv_init!r}")
+        check_conv_init(conv_init, path)
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
         # Fail before any data is rendered: a policy or option that cannot run here.

@@ -53,13 +53,7 @@ def build_causal_lm(
         if attn_implementation == segments.NAME:
             segments.register()
     extra = dict(extra_kwargs or {})
-    if conv_init not in CONV_INITS:
-        raise ValueError(f"model.conv_init must be one of {CONV_INITS}, got {conv_init!r}")
-    if path and conv_init:
-        raise ValueError(
-            "model.conv_init initialises a model built from model.from_config; "
-            f"{path} holds trained weights: leave model.conv_init=null"
-        )
+    check_conv_init(conv_init, path)
     if path:
         return AutoModelForCausalLM.from_pretrained(
             path,
@@ -100,6 +94,17 @@ CONV_INITS = (None, "split")
 # the taps a narrow channel starts with: the current token and the two before it, the short
 # convolution that makes one attention layer an induction head (docs/synthetic_data.md)
 NARROW_TAPS = 3
+
+
+def check_conv_init(conv_init: str | None, path: str | None) -> None:
+    """Refuse an unknown ``model.conv_init``, or one asked of a model loaded from ``path``."""
+    if conv_init not in CONV_INITS:
+        raise ValueError(f"model.conv_init must be one of {CONV_INITS}, got {conv_init!r}")
+    if path and conv_init:
+        raise ValueError(
+            "model.conv_init initialises a model built from model.from_config; "
+            f"{path} holds trained weights: leave model.conv_init=null"
+        )
 
 
 def short_convs(model: torch.nn.Module) -> list[torch.nn.Conv1d]:
