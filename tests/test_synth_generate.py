@@ -18,7 +18,14 @@ import synth_testdom
 from conftest import ENV, entry_point, run_cli
 
 from xlam.synth.core import KINDS, Template
-from xlam.synth.generate import default_templates, generate, held_out_combos, split_of
+from xlam.synth.generate import (
+    build_one,
+    default_templates,
+    generate,
+    held_out_combos,
+    request_variants,
+    split_of,
+)
 
 XLAM_DATA = entry_point("xlam-data")
 
@@ -138,6 +145,73 @@ def test_train_never_sees_held_out_phrasings_or_combos(templates: list[Template]
         for s, ts in (("train", train), ("test", test))
     }
     assert not first_user["train"] & first_user["test"]
+
+
+def _first_user(traj: dict) -> str:
+    return next(m["content"] for m in traj["conversation"] if m["role"] == "user")
+
+
+def _plain(t: Template, seed: int, split: str, i: int, phrasing: int, held: set) -> dict:
+    """Item ``i`` as :func:`generate` builds it, without the register."""
+    rng = random.Random(f"{seed}:{split}:{i}")
+    # generate draws the phrasing from the item's generator before building
+    if split == "train":
+        rng.choice(range(t.phrasings - 1))
+    else:
+        rng.choice(range(t.phrasings) if t.combo in held else [t.phrasings - 1])
+    return build_one(t, seed, split, i, phrasing, rng, register=False)
+
+
+def test_training_requests_take_registers_that_change_nothing_else(
+    templates: list[Template],
+) -> None:
+    by_name = {t.name: t for t in templates}
+    held = held_out_combos(templates)
+    train = generate(400, 4, "train")
+    registers: Counter = Counter()
+    for i, traj in enumerate(train):
+        meta = traj["metadata"]["synth"]
+        t = by_name[meta["template"]]
+        plain = _plain(t, 4, "train", i, meta["phrasing"], held)
+        conv, plain_conv = traj["conversation"], plain["conversation"]
+        first = next(j for j, m in enumerate(conv) if m["role"] == "user")
+        text, written = conv[first]["content"], plain_conv[first]["content"]
+        # the opening request is one of its registers; values, calls, every other turn and
+        # the ground truth are the plain build's
+        assert text in request_variants(written)
+        assert conv[:first] + conv[first + 1 :] == plain_conv[:first] + plain_conv[first + 1 :]
+        assert {k: v for k, v in traj.items() if k != "conversation"} == {
+            k: v for k, v in plain.items() if k != "conversation"
+        }
+        registers[
+            "as written"
+            if text == written
+            else "Thanks"
+            if text.endswith(" Thanks.")
+            else "Hi"
+            if text.startswith("Hi! ")
+            else "Please"
+        ] += 1
+    # every register is drawn ("Please": one imperative in four, 39 of these 400)
+    assert set(registers) == {"as written", "Please", "Thanks", "Hi"}
+    assert registers["Please"] > len(train) / 20
+    # the test split keeps the templates' sentences as written
+    for i, traj in enumerate(generate(100, 4, "test")):
+        meta = traj["metadata"]["synth"]
+        t = by_name[meta["template"]]
+        assert traj == _plain(t, 4, "test", i, meta["phrasing"], held)
+
+
+def test_request_variants() -> None:
+    assert request_variants("Delete /a/b.txt.") == [
+        "Delete /a/b.txt.",
+        "Please delete /a/b.txt.",
+        "Delete /a/b.txt. Thanks.",
+        "Hi! Delete /a/b.txt.",
+    ]
+    # not before a question, a name or a sentence that already says please
+    for text in ("What is 2 + 2?", "Yuki Tanaka needs a flight.", "Take P-1 out, please."):
+        assert request_variants(text) == [text, text + " Thanks.", "Hi! " + text]
 
 
 def test_kinds_then_templates_are_balanced(templates: list[Template]) -> None:

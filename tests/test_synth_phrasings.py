@@ -2,7 +2,8 @@
 
 A model trained from scratch cannot learn what a word it never saw means, so the test
 split's phrasing (the last) is a sentence training never saw, built only from words the
-template's training phrasings use (same values, same seed): it tests recombination of
+template's training phrasings use (same values, same seed; every register a training
+request may take, :func:`~xlam.synth.generate.request_variants`): it tests recombination of
 seen wording, not new vocabulary. Words are ``[a-z]+`` runs of the lower-cased user turns.
 """
 
@@ -13,14 +14,17 @@ import re
 import pytest
 
 from xlam.synth.core import Template
-from xlam.synth.generate import build_one, default_templates
+from xlam.synth.generate import build_one, default_templates, request_variants
 
 TEMPLATES = default_templates()
 
 
-def _user_words(traj: dict) -> list[str]:
-    text = " ".join(m["content"] for m in traj["conversation"] if m["role"] == "user")
+def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
+
+
+def _user_turns(traj: dict) -> list[str]:
+    return [m["content"] for m in traj["conversation"] if m["role"] == "user"]
 
 
 @pytest.mark.parametrize("t", TEMPLATES, ids=lambda t: t.name)
@@ -30,10 +34,14 @@ def test_held_out_phrasing_uses_only_training_words(t: Template) -> None:
         seen: set[str] = set()
         train_seqs = []
         for p in range(held):
-            words = _user_words(build_one(t, seed, "train", seed, p))
-            seen.update(words)
-            train_seqs.append(words)
-        test_words = _user_words(build_one(t, seed, "train", seed, held))
+            first, *rest = _user_turns(build_one(t, seed, "train", seed, p, register=False))
+            for variant in request_variants(first):
+                words = _words(" ".join([variant, *rest]))
+                seen.update(words)
+                train_seqs.append(words)
+        test_words = _words(
+            " ".join(_user_turns(build_one(t, seed, "train", seed, held, register=False)))
+        )
         new = sorted(set(test_words) - seen)
         assert not new, f"{t.name} seed {seed}: held-out phrasing has unseen words {new}"
         assert test_words not in train_seqs, f"{t.name} seed {seed}: a training sentence"

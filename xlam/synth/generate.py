@@ -27,6 +27,15 @@ Split rule (:func:`split_of`), over a set of templates:
 held-out combinations, so every test item is new to training in its wording or in its
 tools.
 
+Registers (:func:`request_variants`): a ``train`` item's opening request is the template's
+sentence as written, or (one in four each, drawn from the item's own
+``random.Random(f"{seed}:{split}:{index}:register")`` so values do not move) that sentence
+with ``Please`` before an imperative, ``Thanks.`` after it, or ``Hi!`` before it. Without
+them a register names a kind: "Please …" opened 4% of training requests, most of them
+asking for a missing argument, and 15% of test requests, where a tiny model read
+"Please drop P-… from my basket." as a request to ask for the delivery address. ``test``
+keeps the templates' sentences as written.
+
 Each trajectory is a unified trajectory dict (:class:`xlam.data.schema.Trajectory`) whose
 ``metadata["synth"]`` is the ground truth the checks (:mod:`xlam.synth.checks`), the
 environments (:mod:`xlam.synth.env`) and the eval read: ``kind``, ``template``,
@@ -135,6 +144,43 @@ def _schedule(
     return kinds, by_kind
 
 
+# First words an opening request may start with that take "Please " before them (lower-cased):
+# the imperatives the templates use. A sentence starting with anything else (a question, a
+# name, a value, "My …", "If …") gets only the registers that leave its first word alone.
+_IMPERATIVE_WORDS = (
+    "add append apply book calculate cancel cash change check compare complete compress "
+    "convert count credit delete deposit divide drop email empty erase express fetch find "
+    "flip get give go help list locate look make move multiply open order pay print pull "
+    "put read remind remove rent replace reserve reverse search send set show slugify split "
+    "subtract swap sweep take tell transfer translate turn withdraw work write"
+)
+IMPERATIVES = frozenset(_IMPERATIVE_WORDS.split())
+
+
+def request_variants(text: str) -> list[str]:
+    """The registers an opening request may take in ``train`` (the first is ``text``).
+
+    ``text`` as written, ``Please`` + ``text`` lower-cased at its first letter (only when it
+    starts with one of :data:`IMPERATIVES` and not already with "Please"), ``text`` +
+    ``" Thanks."``, ``"Hi! "`` + ``text``.
+    """
+    out = [text]
+    first = text.split(" ", 1)[0]
+    if first.lower() in IMPERATIVES and first[:1].isupper() and "please" not in text.lower():
+        out.append("Please " + text[0].lower() + text[1:])
+    return [*out, text + " Thanks.", "Hi! " + text]
+
+
+def _register(conversation: list[dict[str, Any]], rng: random.Random) -> None:
+    """Puts the first user turn in a register of :func:`request_variants`, drawn by ``rng``
+    (the sentence as written with probability 1/4; so is each other register)."""
+    first = next(m for m in conversation if m.get("role") == "user")
+    variants = request_variants(first["content"])
+    # "as written" takes the place of the missing "Please" register so it stays 1 in 4 each
+    weights = [1] * len(variants) if len(variants) == 4 else [2, 1, 1]
+    first["content"] = rng.choices(variants, weights)[0]
+
+
 def turn_calls(conversation: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Per assistant turn, its calls as ``[{"name", "arguments"}]`` (``[]``: a text turn)."""
     return [
@@ -154,6 +200,7 @@ def build_one(
     index: int,
     phrasing: int,
     rng: random.Random | None = None,
+    register: bool | None = None,
 ) -> dict[str, Any]:
     """One trajectory of ``template`` in ``phrasing`` (item ``index`` of a run).
 
@@ -164,6 +211,8 @@ def build_one(
         index: The item's index (recorded, part of the id).
         phrasing: The phrasing index.
         rng: The item's generator (default: ``random.Random(f"{seed}:{split}:{index}")``).
+        register: Whether the opening request takes a register of :func:`request_variants`
+            (default: for ``train`` only).
 
     Raises:
         RuntimeError: The template failed to build (naming the template, seed and index).
@@ -181,6 +230,8 @@ def build_one(
             f"template {template.name} (phrasing {phrasing}) failed to build item {index} of "
             f"split {split}, seed {seed}: {type(e).__name__}: {e}"
         ) from e
+    if split == "train" if register is None else register:
+        _register(b.conversation, random.Random(f"{seed}:{split}:{index}:register"))
     meta = {
         "kind": template.kind,
         "template": template.name,
@@ -234,6 +285,7 @@ def generate(
 
 __all__ = [
     "HELD_OUT_BUCKETS",
+    "IMPERATIVES",
     "SOURCE",
     "SPLITS",
     "build_one",
@@ -242,6 +294,7 @@ __all__ = [
     "generate",
     "held_out_combos",
     "load_domains",
+    "request_variants",
     "split_of",
     "turn_calls",
 ]

@@ -337,7 +337,7 @@ _CONVERT_Q = [
     "How many {t} is {v} {f}?",
     "What is {v} {f} in {t}?",
     "Express {v} {f} in {t}, please.",
-    "Please convert {v} {f} to {t}.",
+    "Please express {v} {f} in {t}.",
 ]
 _QUANTITIES = {
     "length": ("convert_length", LENGTH_PAIRS),
@@ -418,7 +418,7 @@ _NAMES_Q = [
     "Convert {v} {F} into {T}.",
     "Please turn {v} {F} into {T}.",
     "What's {v} {F} expressed in {T}?",
-    "Please convert {v} {F} into {T}.",
+    "Convert {v} {F} into {T}, please.",
 ]
 
 
