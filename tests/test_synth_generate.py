@@ -190,12 +190,10 @@ def test_training_requests_take_registers_that_change_nothing_else(
             if text.endswith(" Thanks.")
             else "Hi"
             if text.startswith("Hi! ")
-            else "for me"
-            if text.endswith(" for me.")
             else "Please"
         ] += 1
-    # every register is drawn ("Please" and "for me": one imperative in five each)
-    assert set(registers) == {"as written", "Please", "for me", "Thanks", "Hi"}
+    # every register is drawn ("Please": one imperative in four, 39 of these 400)
+    assert set(registers) == {"as written", "Please", "Thanks", "Hi"}
     assert registers["Please"] > len(train) / 20
     # the test split keeps the templates' sentences as written
     for i, traj in enumerate(generate(100, 4, "test")):
@@ -208,18 +206,11 @@ def test_request_variants() -> None:
     assert request_variants("Delete /a/b.txt.") == [
         "Delete /a/b.txt.",
         "Please delete /a/b.txt.",
-        "Delete /a/b.txt for me.",
         "Delete /a/b.txt. Thanks.",
         "Hi! Delete /a/b.txt.",
     ]
-    # not for a question, a name or a sentence that already says please or for me
-    for text in (
-        "What is 2 + 2?",
-        "Yuki Tanaka needs a flight.",
-        "Take P-1 out, please.",
-        "Check AC-1 for me.",
-        "Check AC-1 for me: is it open?",
-    ):
+    # not before a question, a name or a sentence that already says please
+    for text in ("What is 2 + 2?", "Yuki Tanaka needs a flight.", "Take P-1 out, please."):
         assert request_variants(text) == [text, text + " Thanks.", "Hi! " + text]
 
 

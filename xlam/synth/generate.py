@@ -28,10 +28,9 @@ held-out combinations, so every test item is new to training in its wording or i
 tools.
 
 Registers (:func:`request_variants`): a ``train`` item's opening request is the template's
-sentence as written, or (one in five each, drawn from the item's own
+sentence as written, or (one in four each, drawn from the item's own
 ``random.Random(f"{seed}:{split}:{index}:register")`` so values do not move) that sentence
-with ``Please`` before an imperative, ``for me`` at the end of one, ``Thanks.`` after it,
-or ``Hi!`` before it. Without
+with ``Please`` before an imperative, ``Thanks.`` after it, or ``Hi!`` before it. Without
 them a register names a kind: "Please …" opened 4% of training requests, most of them
 asking for a missing argument, and 15% of test requests, where a tiny model read
 "Please drop P-… from my basket." as a request to ask for the delivery address. ``test``
@@ -161,32 +160,24 @@ IMPERATIVES = frozenset(_IMPERATIVE_WORDS.split())
 def request_variants(text: str) -> list[str]:
     """The registers an opening request may take in ``train`` (the first is ``text``).
 
-    ``text`` as written; for a sentence that starts with one of :data:`IMPERATIVES`, ends with
-    "." and has no "please" nor "for me" yet, ``Please`` + ``text`` lower-cased at its first
-    letter and ``text`` with ``" for me"`` before its final "."; then ``text`` + ``" Thanks."``
-    and ``"Hi! "`` + ``text``.
+    ``text`` as written, ``Please`` + ``text`` lower-cased at its first letter (only when it
+    starts with one of :data:`IMPERATIVES` and not already with "Please"), ``text`` +
+    ``" Thanks."``, ``"Hi! "`` + ``text``.
     """
     out = [text]
     first = text.split(" ", 1)[0]
-    lower = text.lower()
-    if (
-        first.lower() in IMPERATIVES
-        and first[:1].isupper()
-        and text.endswith(".")
-        and "please" not in lower
-        and "for me" not in lower
-    ):
-        out += ["Please " + text[0].lower() + text[1:], text[:-1] + " for me."]
+    if first.lower() in IMPERATIVES and first[:1].isupper() and "please" not in text.lower():
+        out.append("Please " + text[0].lower() + text[1:])
     return [*out, text + " Thanks.", "Hi! " + text]
 
 
 def _register(conversation: list[dict[str, Any]], rng: random.Random) -> None:
-    """Puts the first user turn in a register of :func:`request_variants`, drawn by ``rng``:
-    each with probability 1/5, the sentence as written taking the share of the registers it
-    cannot take (so 3/5 for a question)."""
+    """Puts the first user turn in a register of :func:`request_variants`, drawn by ``rng``
+    (the sentence as written with probability 1/4; so is each other register)."""
     first = next(m for m in conversation if m.get("role") == "user")
     variants = request_variants(first["content"])
-    weights = [6 - len(variants)] + [1] * (len(variants) - 1)
+    # "as written" takes the place of the missing "Please" register so it stays 1 in 4 each
+    weights = [1] * len(variants) if len(variants) == 4 else [2, 1, 1]
     first["content"] = rng.choices(variants, weights)[0]
 
 

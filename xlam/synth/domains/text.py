@@ -342,7 +342,7 @@ _REFUSE_Q = [
     "Is '{s}' a positive or a negative review?",
     "Read '{s}' aloud to me.",
     "Which language is '{s}' written in?",
-    "Read '{s}' to me in French.",
+    "Translate '{s}' into French for me.",
 ]
 
 
