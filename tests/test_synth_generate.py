@@ -19,6 +19,7 @@ from conftest import ENV, entry_point, run_cli
 
 from xlam.synth.core import KINDS, Template
 from xlam.synth.generate import (
+    _phrasings,
     build_one,
     default_templates,
     generate,
@@ -151,14 +152,12 @@ def _first_user(traj: dict) -> str:
     return next(m["content"] for m in traj["conversation"] if m["role"] == "user")
 
 
-def _plain(t: Template, seed: int, split: str, i: int, phrasing: int, held: set) -> dict:
+def _plain(templates: list[Template], t: Template, seed: int, split: str, i: int) -> dict:
     """Item ``i`` as :func:`generate` builds it, without the register."""
+    allowed = next(a for x, a in _phrasings(templates, split) if x is t)
     rng = random.Random(f"{seed}:{split}:{i}")
     # generate draws the phrasing from the item's generator before building
-    if split == "train":
-        rng.choice(range(t.phrasings - 1))
-    else:
-        rng.choice(range(t.phrasings) if t.combo in held else [t.phrasings - 1])
+    phrasing = rng.choice(allowed)
     return build_one(t, seed, split, i, phrasing, rng, register=False)
 
 
@@ -166,13 +165,12 @@ def test_training_requests_take_registers_that_change_nothing_else(
     templates: list[Template],
 ) -> None:
     by_name = {t.name: t for t in templates}
-    held = held_out_combos(templates)
     train = generate(400, 4, "train")
     registers: Counter = Counter()
     for i, traj in enumerate(train):
         meta = traj["metadata"]["synth"]
         t = by_name[meta["template"]]
-        plain = _plain(t, 4, "train", i, meta["phrasing"], held)
+        plain = _plain(templates, t, 4, "train", i)
         conv, plain_conv = traj["conversation"], plain["conversation"]
         first = next(j for j, m in enumerate(conv) if m["role"] == "user")
         text, written = conv[first]["content"], plain_conv[first]["content"]
@@ -199,7 +197,7 @@ def test_training_requests_take_registers_that_change_nothing_else(
     for i, traj in enumerate(generate(100, 4, "test")):
         meta = traj["metadata"]["synth"]
         t = by_name[meta["template"]]
-        assert traj == _plain(t, 4, "test", i, meta["phrasing"], held)
+        assert traj == _plain(templates, t, 4, "test", i)
 
 
 def test_request_variants() -> None:

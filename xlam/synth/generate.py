@@ -173,11 +173,11 @@ def request_variants(text: str) -> list[str]:
 
 def _register(conversation: list[dict[str, Any]], rng: random.Random) -> None:
     """Puts the first user turn in a register of :func:`request_variants`, drawn by ``rng``
-    (the sentence as written with probability 1/4; so is each other register)."""
+    (each with probability 1/4, the sentence as written taking the share of a register it
+    cannot take)."""
     first = next(m for m in conversation if m.get("role") == "user")
     variants = request_variants(first["content"])
-    # "as written" takes the place of the missing "Please" register so it stays 1 in 4 each
-    weights = [1] * len(variants) if len(variants) == 4 else [2, 1, 1]
+    weights = [5 - len(variants)] + [1] * (len(variants) - 1)
     first["content"] = rng.choices(variants, weights)[0]
 
 
