@@ -279,7 +279,7 @@ def _f(v: Any) -> str:
     return format_value(v)
 
 
-@template("bank.balance", "bank", "single", 7, combo=("get_balance",))
+@template("bank.balance", "bank", "single", 5, combo=("get_balance",))
 def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     offer(b, rng, ["get_balance"], ["deposit", "list_transactions", "withdraw"])
@@ -289,8 +289,6 @@ def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"How much money is in {a} right now?",
             f"Check the current balance on account {a} for me.",
             f"Tell me how much account {a} holds.",
-            f"Look up account {a} and give me its balance.",
-            f"I need the current figure for {a}.",
             f"Check how much money account {a} holds right now.",
         )[phrasing]
     )
@@ -298,7 +296,7 @@ def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Account {a} has a balance of {_f(r['balance'])}.", [r["balance"]])
 
 
-@template("bank.two_balances", "bank", "parallel", 8, combo=("get_balance",))
+@template("bank.two_balances", "bank", "parallel", 5, combo=("get_balance",))
 def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     a, c = _pick(b, rng, 2)
     offer(b, rng, ["get_balance"], ["transfer", "list_transactions", "find_account"])
@@ -308,9 +306,6 @@ def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"How much is in {a}, and how much is in {c}?",
             f"Look up both {a} and {c} and give me their balances.",
             f"I need the current figures for {a} as well as {c}.",
-            f"Check the current balances on accounts {a} and {c} for me.",
-            f"Tell me how much accounts {a} and {c} hold.",
-            f"How much money is in {a} and {c} right now?",
             f"Look up the balances of {a} and {c} for me.",
         )[phrasing]
     )

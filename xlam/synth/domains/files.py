@@ -244,7 +244,7 @@ def _leaf_dirs(b: EpisodeBuilder) -> list[str]:
     return [d for d in b.state["dirs"] if posixpath.dirname(d) == home]
 
 
-@template("files.read", "files", "answer_from_obs", 6, combo=("read_file",))
+@template("files.read", "files", "answer_from_obs", 5, combo=("read_file",))
 def _read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     offer(b, rng, ["read_file"], ["list_dir", "write_file", "search_files"])
@@ -254,7 +254,6 @@ def _read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Open {p} and show me its contents.",
             f"Read the file {p} for me.",
             f"Print out what is written in {p}.",
-            f"What is in {p}?",
             f"Show me what is written in {p}.",
         )[phrasing]
     )
@@ -297,7 +296,7 @@ def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Added it; {p} is now {r['size']} characters long.", [r["size"]])
 
 
-@template("files.list_two", "files", "parallel", 7, combo=("list_dir",))
+@template("files.list_two", "files", "parallel", 5, combo=("list_dir",))
 def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     d1, d2 = rng.sample(_leaf_dirs(b), 2)
     offer(b, rng, ["list_dir"], ["find_files", "read_file"])
@@ -307,8 +306,6 @@ def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"List the contents of both {d1} and {d2}.",
             f"Show me the files in {d1}, then the ones in {d2}.",
             f"Which entries do {d1} and {d2} each hold?",
-            f"Fetch the contents of {d1} and {d2}.",
-            f"Show me what is in {d1} and in {d2}.",
             f"Show me the contents of both {d1} and {d2}.",
         )[phrasing]
     )

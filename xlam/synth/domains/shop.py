@@ -207,7 +207,7 @@ def _f(v: Any) -> str:
     return format_value(v)
 
 
-@template("shop.product", "shop", "single", 7, combo=("get_product",))
+@template("shop.product", "shop", "single", 5, combo=("get_product",))
 def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
     offer(b, rng, ["get_product"], ["search_products", "add_to_cart", "view_cart"])
@@ -217,8 +217,6 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What's the price and stock level of product {pid}?",
             f"Check {pid} for me: cost and availability.",
             f"Give me the price of item {pid} and how many are left.",
-            f"What does {pid} cost?",
-            f"Look up {pid} and tell me its price.",
             f"What's the price of product {pid}, and is it in stock?",
         )[phrasing]
     )
@@ -229,7 +227,7 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.compare", "shop", "parallel", 8, combo=("get_product",))
+@template("shop.compare", "shop", "parallel", 5, combo=("get_product",))
 def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     p1, p2 = _pick(b, rng, 2)
     offer(b, rng, ["get_product"], ["search_products", "view_cart", "add_to_cart"])
@@ -239,9 +237,6 @@ def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Compare the prices of {p1} and {p2}.",
             f"Look up {p1} and {p2} and tell me their prices.",
             f"I'm torn between {p1} and {p2}; how much is each?",
-            f"How much are {p1} and {p2}, and are they in stock?",
-            f"Check {p1} and {p2} for me: cost and availability.",
-            f"Give me the prices of items {p1} and {p2}.",
             f"Compare {p1} and {p2}; how much is each?",
         )[phrasing]
     )
