@@ -66,10 +66,8 @@ def test_ground_truth_is_recorded(templates: list[Template]) -> None:
     for i, traj in enumerate(generate(40, 5, "train")):
         meta = traj["metadata"]["synth"]
         t = by_name[meta["template"]]
-        # a conjoined single (two values, two calls: test_synth_conjoin.py) is a parallel task
-        kind = "parallel" if meta.get("conjoined") and t.kind == "single" else t.kind
         assert (meta["kind"], meta["domain"], meta["split"], meta["seed"], meta["index"]) == (
-            kind,
+            t.kind,
             t.domain,
             "train",
             5,
@@ -217,11 +215,9 @@ def test_request_variants() -> None:
 def test_kinds_then_templates_are_balanced(templates: list[Template]) -> None:
     held = held_out_combos(templates)
     eligible = [t for t in templates if t.combo not in held]
-    by_name = {t.name: t for t in templates}
     for n in (len(KINDS), 101, 400):
         trajs = generate(n, 8, "train")
-        # scheduled kinds (a conjoined single is recorded as parallel)
-        kinds = Counter(by_name[t["metadata"]["synth"]["template"]].kind for t in trajs)
+        kinds = Counter(t["metadata"]["synth"]["kind"] for t in trajs)
         assert set(kinds) == set(KINDS)
         assert max(kinds.values()) - min(kinds.values()) <= 1, kinds
         per_template = Counter(t["metadata"]["synth"]["template"] for t in trajs)

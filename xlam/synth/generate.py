@@ -36,12 +36,6 @@ asking for a missing argument, and 15% of test requests, where a tiny model read
 "Please drop P-… from my basket." as a request to ask for the delivery address. ``test``
 keeps the templates' sentences as written.
 
-Two values (:mod:`xlam.synth.conjoin`): :data:`CONJOIN_RATE` of ``train``'s ``single`` items
-(drawn from ``random.Random(f"{seed}:{split}:{index}:conjoin")``) name a second value where
-the sentence named one and make two calls; their kind is ``parallel``, ``conjoined`` true.
-Without them every one-call frame had one value and every two-call frame two, and a tiny
-model read the number of calls from the frame.
-
 Each trajectory is a unified trajectory dict (:class:`xlam.data.schema.Trajectory`) whose
 ``metadata["synth"]`` is the ground truth the checks (:mod:`xlam.synth.checks`), the
 environments (:mod:`xlam.synth.env`) and the eval read: ``kind``, ``template``,
@@ -58,15 +52,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from xlam.synth.conjoin import conjoin as conjoin_values
 from xlam.synth.core import DOMAINS, KINDS, TEMPLATES, EpisodeBuilder, Template
 
 SOURCE = "synth"
 SPLITS: tuple[str, ...] = ("train", "test")
 # One combination in HELD_OUT_BUCKETS is held out for test.
 HELD_OUT_BUCKETS = 4
-# The share of ``train``'s single-call items written with two values (:mod:`.conjoin`).
-CONJOIN_RATE = 1 / 3
 
 
 def load_domains() -> None:
@@ -210,7 +201,6 @@ def build_one(
     phrasing: int,
     rng: random.Random | None = None,
     register: bool | None = None,
-    conjoin: bool | None = None,
 ) -> dict[str, Any]:
     """One trajectory of ``template`` in ``phrasing`` (item ``index`` of a run).
 
@@ -223,10 +213,6 @@ def build_one(
         rng: The item's generator (default: ``random.Random(f"{seed}:{split}:{index}")``).
         register: Whether the opening request takes a register of :func:`request_variants`
             (default: for ``train`` only).
-        conjoin: Whether a ``single`` item may be written with two values, two calls
-            (:func:`xlam.synth.conjoin.conjoin`; :data:`CONJOIN_RATE` of them, drawn from
-            ``random.Random(f"{seed}:{split}:{index}:conjoin")``; default: for ``train``
-            only). Such an item's kind is ``parallel``, its ``conjoined`` true.
 
     Raises:
         RuntimeError: The template failed to build (naming the template, seed and index).
@@ -236,26 +222,9 @@ def build_one(
     if domain is None:
         raise RuntimeError(f"template {template.name}: domain {template.domain!r} not registered")
     tid = f"{SOURCE}-{split}-{seed}-{index:06d}"
-    kind, conjoined = template.kind, False
     try:
-        state = domain.initial_state(rng)
-        b = EpisodeBuilder(domain, state)
+        b = EpisodeBuilder(domain, domain.initial_state(rng))
         template.build(b, rng, phrasing)
-        crng = random.Random(f"{seed}:{split}:{index}:conjoin")
-        if (
-            template.kind == "single"
-            and (split == "train" if conjoin is None else conjoin)
-            and crng.random() < CONJOIN_RATE
-        ):
-
-            def rebuild(r: random.Random) -> EpisodeBuilder:
-                other = EpisodeBuilder(domain, state)
-                template.build(other, r, phrasing)
-                return other
-
-            both = conjoin_values(b, rebuild, state, crng)
-            if both is not None:
-                b, kind, conjoined = both, "parallel", True
     except Exception as e:
         raise RuntimeError(
             f"template {template.name} (phrasing {phrasing}) failed to build item {index} of "
@@ -264,7 +233,7 @@ def build_one(
     if split == "train" if register is None else register:
         _register(b.conversation, random.Random(f"{seed}:{split}:{index}:register"))
     meta = {
-        "kind": kind,
+        "kind": template.kind,
         "template": template.name,
         "phrasing": phrasing,
         "split": split,
@@ -272,8 +241,6 @@ def build_one(
         "index": index,
         "calls": turn_calls(b.conversation),
     }
-    if conjoined:
-        meta["conjoined"] = True
     return b.trajectory(tid, SOURCE, meta)
 
 
@@ -317,7 +284,6 @@ def generate(
 
 
 __all__ = [
-    "CONJOIN_RATE",
     "HELD_OUT_BUCKETS",
     "IMPERATIVES",
     "SOURCE",
