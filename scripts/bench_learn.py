@@ -57,12 +57,11 @@ COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy"
 # first layer is a short convolution 32 tokens wide with half its channels starting 3 wide,
 # copied targets weighted 10x, 16 samples a step unpacked, grouped by length in windows of 64).
 RECIPES: dict[str, dict[str, Any]] = {
-    "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "noise": 0.0, "overrides": []},
+    "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "overrides": []},
     "copy": {
         "split": "copy",
         "digits": 2,
         "vocab_size": 4096,
-        "noise": 0.3,
         "overrides": ["experiment=learn_copy"],
     },
 }
@@ -93,10 +92,8 @@ def _tokenizer_builder() -> Any:
     return module
 
 
-def make_data(
-    out: Path, n_train: int, n_test: int, seed: int, noise: float = 0.0
-) -> dict[str, Any]:
-    """``xlam-data synth`` into ``out`` (``--noise noise``); returns its report."""
+def make_data(out: Path, n_train: int, n_test: int, seed: int) -> dict[str, Any]:
+    """``xlam-data synth`` into ``out``; returns its report."""
     from xlam.data.cli import main as data_cli
 
     rc = data_cli(
@@ -110,8 +107,6 @@ def make_data(
             str(seed),
             "--out",
             str(out),
-            "--noise",
-            str(noise),
         ]
     )
     if rc:
@@ -213,12 +208,10 @@ def run(
     split: str | None = None,
     digits: int | None = None,
     vocab_size: int | None = None,
-    noise: float | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark into ``out``; returns the figures of both runs and the ratios.
 
-    ``split``, ``digits``, ``vocab_size`` and ``noise`` default to the recipe's
-    (:data:`RECIPES`);
+    ``split``, ``digits`` and ``vocab_size`` default to the recipe's (:data:`RECIPES`);
     ``extra`` (``xlam-train`` overrides) come after the recipe's, so they win.
     """
     if recipe not in RECIPES:
@@ -227,9 +220,8 @@ def run(
     split = split or r["split"]
     digits = digits or r["digits"]
     vocab_size = vocab_size or r["vocab_size"]
-    noise = r["noise"] if noise is None else noise
     data = out / "data"
-    report = make_data(data, n_train, n_test, seed, noise)
+    report = make_data(data, n_train, n_test, seed)
     tok = build_tokenizer(data, out / "tokenizer", vocab_size, tools, split, digits)
     extra = [*r["overrides"], *(extra or [])]
     if split != "qwen2" and recipe == "tiny":
@@ -246,7 +238,6 @@ def run(
         "split": split,
         "digits": digits,
         "vocab_size": vocab_size,
-        "noise": noise,
         "overrides": extra,
         "synth_report": {k: report.get(k) for k in ("generated", "passed", "rejected")},
     }
@@ -281,9 +272,6 @@ def main() -> None:
         help="the tokenizer's pre-tokenization (default: the recipe's)",
     )
     p.add_argument("--digits", type=int, default=None, help="copy split: digits per number chunk")
-    p.add_argument(
-        "--noise", type=float, default=None, help="xlam-data synth --noise (default: the recipe's)"
-    )
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     p.add_argument("overrides", nargs="*", help="extra xlam-train overrides for both runs")
     args = p.parse_args()
@@ -301,7 +289,6 @@ def main() -> None:
         args.split,
         args.digits,
         args.vocab_size,
-        args.noise,
     )
     results["total_s"] = round(time.perf_counter() - t0, 1)
     c, b = results["correct"], results["broken"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 import synth_testdom
 from conftest import ENV, entry_point, run_cli
 
-from xlam.synth.checks import check_all
 from xlam.synth.core import KINDS, Template
 from xlam.synth.generate import (
     _phrasings,
@@ -26,7 +24,6 @@ from xlam.synth.generate import (
     default_templates,
     generate,
     held_out_combos,
-    perturb_request,
     request_variants,
     split_of,
 )
@@ -213,76 +210,6 @@ def test_request_variants() -> None:
     # not before a question, a name or a sentence that already says please
     for text in ("What is 2 + 2?", "Yuki Tanaka needs a flight.", "Take P-1 out, please."):
         assert request_variants(text) == [text, text + " Thanks.", "Hi! " + text]
-
-
-def _kept_words(text: str, calls: list[list[dict]]) -> Counter:
-    """The words of ``text`` that noise must keep, recomputed from the rule's wording."""
-    fixed = {w for turn in calls for c in turn for w in c["name"].lower().split("_")}
-    fixed |= {
-        w.lower()
-        for turn in calls
-        for c in turn
-        for v in c["arguments"].values()
-        if isinstance(v, str)
-        for w in re.findall(r"[A-Za-z]+", v)
-    }
-    spans = [m.span() for m in re.finditer(r"'[^']*'|\"[^\"]*\"", text)]
-    kept: Counter = Counter()
-    for m in re.finditer(r"\S+", text):
-        w = m.group()
-        bare = re.sub(r"[^A-Za-z]", "", w).lower()
-        if (
-            not bare
-            or any(ch.isdigit() for ch in w)
-            or any(lo <= m.start() < hi for lo, hi in spans)
-            or bare in fixed
-            or bare in ["from", "to", "into", "in", "at", "on", "and", "or", "by", "per", "as"]
-        ):
-            kept[w] += 1
-    return kept
-
-
-def test_noise_drops_and_swaps_frame_words_and_keeps_values() -> None:
-    plain = generate(400, 4, "train")
-    noisy = generate(400, 4, "train", noise=0.5)
-    changed = 0
-    for a, b in zip(plain, noisy, strict=True):
-        ca, cb = a["conversation"], b["conversation"]
-        first = next(j for j, m in enumerate(ca) if m["role"] == "user")
-        # only the opening request may differ: calls, observations, answer, ground truth
-        assert ca[:first] + ca[first + 1 :] == cb[:first] + cb[first + 1 :]
-        assert {k: v for k, v in a.items() if k != "conversation"} == {
-            k: v for k, v in b.items() if k != "conversation"
-        }
-        text, written = cb[first]["content"], ca[first]["content"]
-        if text == written:
-            continue
-        changed += 1
-        words, source = Counter(text.split()), Counter(written.split())
-        assert not words - source, (written, text)  # nothing new, only words dropped or moved
-        calls = a["metadata"]["synth"]["calls"]
-        assert not _kept_words(written, calls) - words, (written, text)
-        assert check_all(b)[0] is None
-    # about half the requests, less the draws that neither dropped nor swapped a word
-    assert 0.3 * len(plain) < changed < 0.55 * len(plain)
-    # the test split is never perturbed
-    assert _dumps(generate(50, 4, "test", noise=1.0)) == _dumps(generate(50, 4, "test"))
-    with pytest.raises(ValueError, match="noise"):
-        generate(1, 0, noise=1.5)
-
-
-def test_perturb_request_keeps_values_quotes_roles_and_tool_words() -> None:
-    calls = [[{"name": "get_balance", "arguments": {"account_id": "AC-1", "city": "New York"}}]]
-    text = "Please look up the balance of AC-1 and the weather in New York for 'my own words' now."
-    for seed in range(200):
-        out = perturb_request(text, calls, random.Random(seed), drop=0.9)
-        for w in ("AC-1", "and", "balance", "of", "in", "New", "York", "'my", "own", "words'"):
-            if w == "of":  # a frame word: it may go
-                continue
-            assert w in out.split(), (w, out)
-    # at drop 0.9 most frame words go
-    out = perturb_request(text, calls, random.Random(0), drop=0.9)
-    assert len(out.split()) < len(text.split()) - 4
 
 
 def test_kinds_then_templates_are_balanced(templates: list[Template]) -> None:

@@ -36,13 +36,6 @@ asking for a missing argument, and 15% of test requests, where a tiny model read
 "Please drop P-… from my basket." as a request to ask for the delivery address. ``test``
 keeps the templates' sentences as written.
 
-Noise (``noise``, ``xlam-data synth --noise``; off by default): that share of ``train``
-items has its opening request passed through :func:`perturb_request` after its register
-(drawn from ``random.Random(f"{seed}:{split}:{index}:noise")``): a quarter of its frame
-words dropped and two neighbours swapped, its values, quoted spans, role words and the
-words of the called tools' names kept. A frame then stops being a sure sign of what to
-call and how often; the values and the words that bind them stay one.
-
 Each trajectory is a unified trajectory dict (:class:`xlam.data.schema.Trajectory`) whose
 ``metadata["synth"]`` is the ground truth the checks (:mod:`xlam.synth.checks`), the
 environments (:mod:`xlam.synth.env`) and the eval read: ``kind``, ``template``,
@@ -56,7 +49,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -189,48 +181,6 @@ def _register(conversation: list[dict[str, Any]], rng: random.Random) -> None:
     first["content"] = rng.choices(variants, weights)[0]
 
 
-# Words that carry an argument's role or a count ("from A to B", "A and B"): never dropped.
-_ROLE_WORDS = frozenset(["from", "to", "into", "in", "at", "on", "and", "or", "by", "per", "as"])
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-
-def perturb_request(
-    text: str, calls: list[list[dict[str, Any]]], rng: random.Random, drop: float = 0.25
-) -> str:
-    """``text`` with some of its frame words dropped and two of them swapped (EDA-style noise).
-
-    A word is kept as is when it holds a digit, lies in a quoted span, is a role word
-    (``from``, ``to``, ``and``...), is a word of a string argument of ``calls`` or of a
-    called tool's name (``balance`` of ``get_balance``): the values, what binds them and
-    what names the tool stay, the frame around them varies. Each other word is dropped with
-    probability ``drop``; then, with probability 0.5, two neighbouring ones swap.
-    """
-    fixed = {w for turn in calls for c in turn for w in c["name"].lower().split("_")}
-    for turn in calls:
-        for c in turn:
-            for v in c["arguments"].values():
-                if isinstance(v, str):
-                    fixed.update(w.lower() for w in re.findall(r"[A-Za-z]+", v))
-    quoted = [m.span() for m in _QUOTED.finditer(text)]
-    words = []  # (word, kept as is)
-    for m in re.finditer(r"\S+", text):
-        bare = re.sub(r"[^A-Za-z]", "", m.group()).lower()
-        keep = (
-            not bare
-            or any(ch.isdigit() for ch in m.group())
-            or any(s <= m.start() < e for s, e in quoted)
-            or bare in _ROLE_WORDS
-            or bare in fixed
-        )
-        if keep or rng.random() >= drop:
-            words.append((m.group(), keep))
-    free = [i for i in range(len(words) - 1) if not words[i][1] and not words[i + 1][1]]
-    if free and rng.random() < 0.5:
-        i = rng.choice(free)
-        words[i], words[i + 1] = words[i + 1], words[i]
-    return " ".join(w for w, _ in words) or text
-
-
 def turn_calls(conversation: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Per assistant turn, its calls as ``[{"name", "arguments"}]`` (``[]``: a text turn)."""
     return [
@@ -251,7 +201,6 @@ def build_one(
     phrasing: int,
     rng: random.Random | None = None,
     register: bool | None = None,
-    noise: float = 0.0,
 ) -> dict[str, Any]:
     """One trajectory of ``template`` in ``phrasing`` (item ``index`` of a run).
 
@@ -264,8 +213,6 @@ def build_one(
         rng: The item's generator (default: ``random.Random(f"{seed}:{split}:{index}")``).
         register: Whether the opening request takes a register of :func:`request_variants`
             (default: for ``train`` only).
-        noise: The chance that a ``train`` item's opening request gets
-            :func:`perturb_request` (after its register; ``test`` items never do).
 
     Raises:
         RuntimeError: The template failed to build (naming the template, seed and index).
@@ -285,10 +232,6 @@ def build_one(
         ) from e
     if split == "train" if register is None else register:
         _register(b.conversation, random.Random(f"{seed}:{split}:{index}:register"))
-    noise_rng = random.Random(f"{seed}:{split}:{index}:noise")
-    if split == "train" and noise and noise_rng.random() < noise:
-        first = next(m for m in b.conversation if m.get("role") == "user")
-        first["content"] = perturb_request(first["content"], turn_calls(b.conversation), noise_rng)
     meta = {
         "kind": template.kind,
         "template": template.name,
@@ -302,11 +245,7 @@ def build_one(
 
 
 def generate(
-    n: int,
-    seed: int,
-    split: str = "train",
-    templates: Sequence[Template] | None = None,
-    noise: float = 0.0,
+    n: int, seed: int, split: str = "train", templates: Sequence[Template] | None = None
 ) -> list[dict[str, Any]]:
     """``n`` trajectories of ``split``, deterministic for ``(n, seed, split, templates)``.
 
@@ -316,23 +255,18 @@ def generate(
         split: ``train`` or ``test`` (see the module docstring for what each draws).
         templates: The templates to draw from (default: every registered template; the
             held-out combinations are decided over this set).
-        noise: The share of ``train`` items whose opening request gets
-            :func:`perturb_request` (0 to 1).
 
     Returns:
         Unified trajectory dicts with ``metadata["synth"]`` (the ground truth).
 
     Raises:
-        ValueError: An unknown split, ``n < 0``, ``noise`` outside [0, 1], or no template
-            eligible for the split.
+        ValueError: An unknown split, ``n < 0``, or no template eligible for the split.
         RuntimeError: A template failed to build.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if not 0 <= noise <= 1:
-        raise ValueError(f"noise must be in [0, 1], got {noise}")
     templates = (
         default_templates() if templates is None else sorted(templates, key=lambda t: t.name)
     )
@@ -345,7 +279,7 @@ def generate(
         of_kind = by_kind[kinds[i % len(kinds)]]
         template, allowed = of_kind[(i // len(kinds)) % len(of_kind)]
         rng = random.Random(f"{seed}:{split}:{i}")
-        out.append(build_one(template, seed, split, i, rng.choice(allowed), rng, noise=noise))
+        out.append(build_one(template, seed, split, i, rng.choice(allowed), rng))
     return out
 
 
@@ -360,7 +294,6 @@ __all__ = [
     "generate",
     "held_out_combos",
     "load_domains",
-    "perturb_request",
     "request_variants",
     "split_of",
     "turn_calls",

@@ -28,12 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-n", type=int, default=None, help="test trajectories (default: N // 5)"
     )
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=0.0,
-        help="share of train requests with frame words dropped and swapped (values kept)",
-    )
 
 
 def _line(obj: Any) -> str:
@@ -51,14 +45,11 @@ def _count(table: dict[str, dict[str, Any]], key: str, stage: str | None) -> Non
         row["rejected"][stage] += 1
 
 
-def synthesize(
-    n: int, seed: int, out: Path, test_n: int | None = None, noise: float = 0.0
-) -> dict[str, Any]:
+def synthesize(n: int, seed: int, out: Path, test_n: int | None = None) -> dict[str, Any]:
     """Generate, check and write (see the module docstring); returns the report.
 
     Raises:
-        UserError: ``n`` or ``test_n`` below 0, ``noise`` outside [0, 1], or ``out`` is a
-            file.
+        UserError: ``n`` or ``test_n`` below 0, or ``out`` is a file.
     """
     from xlam.data.verify import Verifier
     from xlam.synth.checks import STAGES, CheckReport
@@ -67,8 +58,6 @@ def synthesize(
     test_n = n // 5 if test_n is None else test_n
     if n < 0 or test_n < 0:
         raise UserError(f"--n and --test-n must be >= 0, got {n} and {test_n}")
-    if not 0 <= noise <= 1:
-        raise UserError(f"--noise must be in [0, 1], got {noise}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +67,7 @@ def synthesize(
     with (out / "rejects.jsonl").open("w", encoding="utf-8") as rejects:
         for split, count in (("train", n), ("test", test_n)):
             with (out / f"{split}.jsonl").open("w", encoding="utf-8") as good:
-                for traj in generate(count, seed, split, noise=noise):
+                for traj in generate(count, seed, split):
                     stage, problems = checks.check(traj, verifier)
                     meta = traj["metadata"]["synth"]
                     for key, value in (
@@ -102,7 +91,6 @@ def synthesize(
     report = {
         "seed": seed,
         "n": {"train": n, "test": test_n},
-        "noise": noise,
         "generated": summary["checked"],
         "passed": summary["passed"],
         "rejected": {"total": summary["rejected"], **summary["failed"]},
@@ -118,7 +106,7 @@ def synthesize(
 
 
 def run(args: argparse.Namespace) -> int:
-    report = synthesize(args.n, args.seed, args.out, args.test_n, args.noise)
+    report = synthesize(args.n, args.seed, args.out, args.test_n)
     rej = report["rejected"]
     print(
         f"synth seed {report['seed']}: generated {report['generated']}, passed "
