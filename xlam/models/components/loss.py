@@ -147,11 +147,7 @@ def copied_targets(
 
     A target is *copied* when it is supervised, its id is in ``copyable``, and the same id
     occurs earlier in the same sample at a position that is not supervised (the system
-    prompt and tools, a user turn, a tool result). A target outside ``copyable`` (a
-    punctuation token) is copied when it continues a copy: the token before it is in
-    ``copyable`` and the two occur in that order, next to each other, earlier in the same
-    sample's unsupervised positions (the ``.`` of ``98230.8``, the ``-`` of ``AC-85922``):
-    where a copied value ends or goes on is then weighted as its digits are.
+    prompt and tools, a user turn, a tool result).
 
     Args:
         input_ids: ``[batch, seq]`` token ids.
@@ -172,32 +168,15 @@ def copied_targets(
     first = torch.full_like(keys, ids.numel()).scatter_reduce(
         0, inverse, pos[context], reduce="amin", include_self=True
     )
-    supervised = (labs != IGNORE_INDEX) & (samples >= 0)
-    alnum = copyable.to(labs.device)[labs.clamp(min=0)]
-    target = supervised & alnum & _earlier(keys, first, samples * vocab + labs.clamp(min=0), pos)
-    # punctuation continuing a copy: (previous id, id) pairs of adjacent context positions
-    prev = torch.cat([ids.new_full((1,), -1), ids[:-1]])
-    same = torch.cat([samples.new_zeros(1, dtype=torch.bool), samples[1:] == samples[:-1]])
-    prev_ok = same & copyable.to(ids.device)[prev.clamp(min=0)] & (prev >= 0)
-    ctx_pair = context & torch.cat([context.new_zeros(1), context[:-1]]) & same
-    pair_key = (samples * vocab + prev.clamp(min=0)) * vocab + ids
-    pkeys, pinv = torch.unique(pair_key[ctx_pair], return_inverse=True)
-    pfirst = torch.full_like(pkeys, ids.numel()).scatter_reduce(
-        0, pinv, pos[ctx_pair], reduce="amin", include_self=True
-    )
-    tpair = (samples * vocab + prev.clamp(min=0)) * vocab + labs.clamp(min=0)
-    target |= supervised & ~alnum & prev_ok & _earlier(pkeys, pfirst, tpair, pos)
+    target = (labs != IGNORE_INDEX) & (samples >= 0)
+    target &= copyable.to(labs.device)[labs.clamp(min=0)]
+    tkeys = samples * vocab + labs.clamp(min=0)
+    at = torch.searchsorted(keys, tkeys).clamp(max=max(keys.numel() - 1, 0))
+    if keys.numel():
+        target &= (keys[at] == tkeys) & (first[at] < pos)
+    else:
+        target &= False
     return target.view(rows, width)[:, 1:]
-
-
-def _earlier(
-    keys: torch.Tensor, first: torch.Tensor, query: torch.Tensor, pos: torch.Tensor
-) -> torch.Tensor:
-    """Whether each ``query`` key is in the sorted ``keys`` with its ``first`` before ``pos``."""
-    if not keys.numel():
-        return torch.zeros_like(query, dtype=torch.bool)
-    at = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
-    return (keys[at] == query) & (first[at] < pos)
 
 
 def copy_weights(
