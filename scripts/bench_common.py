@@ -29,15 +29,42 @@ def xlam_overrides(spec: dict[str, Any], lr: float, gpu_precision: str = "bf16-t
     return overrides + (gpu if spec["gpu"] else [])
 
 
-def tiny_model(vocab_size: int, seed: int) -> Any:
-    """A random-initialised model of ``model=tiny``'s shape (``from_config``), as xlam builds
-    it for that vocabulary and seed."""
+def _shape(
+    family: str, width: int, ffn: int, layers: int, heads: int, kv: int, tied: bool = False
+) -> list[str]:
+    """Overrides of ``model.from_config`` that build a model of this shape."""
+    cfg = {
+        "model_type": family,
+        "hidden_size": width,
+        "intermediate_size": ffn,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": str(tied).lower(),
+    }
+    return [f"model.from_config.{k}={v}" for k, v in cfg.items()]
+
+
+# The shapes of real models over ``model=tiny`` (random-initialised: throughput needs no
+# trained weights; RoPE's base frequency changes no FLOP and is left at the family default).
+SHAPES = {
+    "tiny": [],
+    "qwen2_5_1_5b": _shape("qwen2", 1536, 8960, 28, 12, 2, tied=True),
+    "qwen2_5_7b": _shape("qwen2", 3584, 18944, 28, 28, 4),
+    "llama3_8b": _shape("llama", 4096, 14336, 32, 32, 8),
+}
+
+
+def tiny_model(vocab_size: int, seed: int, shape: str = "tiny") -> Any:
+    """A random-initialised model of ``model=tiny``'s shape (``from_config``), or of one of
+    :data:`SHAPES`, as xlam builds it for that vocabulary and seed."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from xlam.utils.hydra import compose_config
 
-    fields = dict(compose_config(["model=tiny"]).model.from_config)
+    fields = dict(compose_config(["model=tiny", *SHAPES[shape]]).model.from_config)
     torch.manual_seed(seed)
     config = AutoConfig.for_model(**fields, vocab_size=vocab_size)
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")

@@ -9,7 +9,8 @@ MFU. The first step (warm-up, allocator growth) is left out of the medians.
 The speed options of the model run as ``--variants`` of each (model, strategy): ``plain``
 (no Liger, no compile, no checkpointing), ``liger`` (``model.kernels=liger``), ``compile``
 (``model.compile=true``), ``ckpt`` (``model.gradient_checkpointing=true``), ``ckpt_every2``
-(every second layer), ``all`` (Liger + compile + checkpointing). Each variant's per-step
+(every second layer), ``liger_compile`` (Liger + compile), ``all`` (Liger + compile +
+checkpointing). Each variant's per-step
 losses are compared with ``plain``'s (``loss_max_abs_diff``): the same seed and data give
 the same losses up to bf16 rounding. ``--models`` also takes random-initialised models of
 real shapes (no download): ``qwen2_5_1_5b`` (full fine-tuning), ``qwen2_5_7b_lora`` and
@@ -41,26 +42,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _shape(
-    family: str, width: int, ffn: int, layers: int, heads: int, kv: int, tied: bool = False
-) -> list[str]:
-    """Overrides of ``model.from_config`` that build a model of this shape."""
-    cfg = {
-        "model_type": family,
-        "hidden_size": width,
-        "intermediate_size": ffn,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv,
-        "max_position_embeddings": 32768,
-        "tie_word_embeddings": str(tied).lower(),
-    }
-    return [f"model.from_config.{k}={v}" for k, v in cfg.items()]
-
+from bench_common import SHAPES
 
 LORA = [
     "model.lora.enabled=true",
+    # the frozen base in bf16, as LoRA is run (autocast computes in bf16 either way); the
+    # adapters stay fp32
+    "model.dtype=bfloat16",
     "model.lora.r=16",
     "model.lora.alpha=32",
     "model.optimizer.lr=1e-4",
@@ -70,18 +58,10 @@ MODELS = {
     # name: (overrides, packed sequence length)
     "tiny": (["model=tiny"], 1024),
     "small_100m": (["model=small_100m"], 512),
-    # The shapes of real models, random-initialised (MFU needs no trained weights; RoPE's
-    # base frequency changes no FLOP and is left at the family default).
-    "qwen2_5_1_5b": (
-        [
-            "model=tiny",
-            *_shape("qwen2", 1536, 8960, 28, 12, 2, tied=True),
-            "model.optimizer.lr=1e-5",
-        ],
-        4096,
-    ),
-    "qwen2_5_7b_lora": (["model=tiny", *_shape("qwen2", 3584, 18944, 28, 28, 4), *LORA], 4096),
-    "llama3_8b_lora": (["model=tiny", *_shape("llama", 4096, 14336, 32, 32, 8), *LORA], 4096),
+    # the shapes of real models, random-initialised (bench_common.SHAPES)
+    "qwen2_5_1_5b": (["model=tiny", *SHAPES["qwen2_5_1_5b"], "model.optimizer.lr=1e-5"], 4096),
+    "qwen2_5_7b_lora": (["model=tiny", *SHAPES["qwen2_5_7b"], *LORA], 4096),
+    "llama3_8b_lora": (["model=tiny", *SHAPES["llama3_8b"], *LORA], 4096),
 }
 
 # The speed options of the model (docs/training.md); `plain` turns all of them off.
@@ -92,6 +72,8 @@ VARIANTS = {
     "compile": [*PLAIN, "model.compile=true"],
     "ckpt": [*PLAIN, "model.gradient_checkpointing=true"],
     "ckpt_every2": [*PLAIN, "model.gradient_checkpointing={every: 2}"],
+    # the fast path where memory does not call for recomputation
+    "liger_compile": [*PLAIN, "model.kernels=liger", "model.compile=true"],
     "all": ["model.kernels=liger", "model.compile=true", "model.gradient_checkpointing=true"],
 }
 

@@ -1,11 +1,13 @@
 """xlam against TRL's ``SFTTrainer`` on the same data, tokenizer, model, sequence and steps.
 
 Both train a config-built model (the tiny default's shape, ``conf/model/default.yaml``
-``from_config``, random-initialised with the same seed, vocabulary of the tokenizer) on the
+``from_config``, or with ``--shape`` that of a real model, ``bench_common.SHAPES``;
+random-initialised with the same seed, vocabulary of the tokenizer) on the
 same unified trajectories (default: the glaive sample from ``../shared/fixtures``, converted
 and verified by xlam's importer, with Qwen2.5's tokenizer and chat template), one packed row
-of ``--seq`` tokens per optimizer step, assistant-only loss, fp32 on the CPU (bf16 with
-``--gpu``), the same optimizer settings. TRL gets the trajectories as conversational records
+of ``--seq`` tokens per optimizer step, assistant-only loss, fp32 on the CPU (with
+``--gpu`` bf16 autocast over fp32 weights: xlam's ``bf16-mixed``, TRL's ``bf16``), the same
+optimizer settings. TRL gets the trajectories as conversational records
 (``messages`` and ``tools``, what ``Trajectory.to_chat`` gives the chat template) and packs
 with its own best-fit decreasing, masking with its training variant of the template
 (``{% generation %}`` markers); xlam runs ``xlam-train``.
@@ -20,7 +22,7 @@ are medians over the rest. Peak memory is the child's peak resident memory on th
 Usage::
 
     pip install -e ".[bench]"            # TRL, only for this script
-    python scripts/bench_vs_trl.py [--steps 12] [--seq 4096] [--gpu]
+    python scripts/bench_vs_trl.py [--steps 12] [--seq 4096] [--gpu] [--shape qwen2_5_1_5b]
 
 The last line printed is one JSON object with both runs and the ratios xlam / TRL.
 """
@@ -38,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import step_timer, tiny_model, trl_args, xlam_overrides
+from bench_common import SHAPES, step_timer, tiny_model, trl_args, xlam_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -75,8 +77,10 @@ def xlam_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
     run = Path(spec["out"]) / "xlam"
     overrides = [
         "model=tiny",
+        *SHAPES[spec["shape"]],
         f"model.tokenizer_path={spec['tokenizer']}",
-        *xlam_overrides(spec, LR),
+        # TRL's bf16 is autocast over fp32 weights: the same on both sides
+        *xlam_overrides(spec, LR, gpu_precision="bf16-mixed"),
     ]
     cfg = compose_config(overrides, output_dir=run)
     cfg.data.sources = {"bench": {"path": spec["data"], "format": "unified"}}
@@ -124,7 +128,7 @@ def trl_worker(spec: dict[str, Any]) -> list[dict[str, float]]:
         columns["labels"].append(
             [t if m else -100 for t, m in zip(ids, enc["assistant_masks"], strict=True)]
         )
-    model = tiny_model(len(tok), spec["seed"])
+    model = tiny_model(len(tok), spec["seed"], spec["shape"])
     steps: list[dict[str, float]] = []
     seen = {"tokens": 0.0, "supervised": 0.0}
 
@@ -221,7 +225,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2, help="first steps left out of the medians")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gpu", action="store_true", help="CUDA, bf16")
+    p.add_argument("--gpu", action="store_true", help="CUDA, bf16 autocast")
+    p.add_argument(
+        "--shape",
+        choices=("tiny", "qwen2_5_1_5b"),
+        default="tiny",
+        help="the model's shape (bench_common.SHAPES; full fine-tuning)",
+    )
     p.add_argument(
         "--attn",
         default="xlam_segments",
@@ -240,6 +250,7 @@ def main() -> None:
         "warmup": args.warmup,
         "seed": args.seed,
         "gpu": args.gpu,
+        "shape": args.shape,
         "attn": args.attn,
         "out": str(out),
     }

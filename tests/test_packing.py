@@ -253,6 +253,46 @@ def test_module_forward_comparison_catches_a_leak(
     assert all(diffs[k] > 1e-2 for k in range(9) if k not in firsts), diffs
 
 
+def test_a_model_without_mask_slicing_gets_full_logits(
+    rendered: list[dict], modules, tmp_path: Path
+) -> None:
+    # Before transformers' slice_logits_to_keep (5.17 has none) a model indexes
+    # hidden_states[:, keep, :], which a boolean (batch, seq) mask breaks: such a model must
+    # train on full logits, with the losses of the sliced path.
+    import hydra
+    from transformers import Qwen2ForCausalLM
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from xlam.models.causal_lm import supervised_positions
+    from xlam.utils.hydra import compose_config
+
+    class Qwen2Before517(Qwen2ForCausalLM):  # its module (this one) has no slicing helper
+        def forward(self, input_ids=None, logits_to_keep=0, **kwargs):
+            hidden = self.model(input_ids=input_ids, **kwargs).last_hidden_state
+            keep = logits_to_keep
+            keep = slice(-keep, None) if isinstance(keep, int) else keep
+            return CausalLMOutputWithPast(logits=self.lm_head(hidden[:, keep, :]))
+
+    sliced = modules[("model.chunked_loss=false",)]
+    batch = packed_collate([[rendered[i] for i in row] for row in FORWARD_ROWS], 0)
+    if not sliced.keeps_logits:
+        pytest.skip("this transformers' Qwen2 slices no boolean mask: nothing to compare")
+    with torch.no_grad():
+        want = sliced.model_step(batch)["losses"]
+    old = hydra.utils.instantiate(compose_config(["model.chunked_loss=false"], tmp_path).model)
+    old.configure_model()
+    old.eval().load_state_dict(sliced.state_dict())
+    old.model.__class__ = Qwen2Before517
+    old._keeps_logits = None
+    assert not old.keeps_logits
+    args = (batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+    with torch.no_grad(), pytest.raises(IndexError):
+        old(*args, keep=supervised_positions(batch["labels"]))  # what keeping would do
+    with torch.no_grad():
+        got = old.model_step(batch)["losses"]
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def _step_and_grads(module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     module.zero_grad(set_to_none=True)
     out = module.model_step(batch)

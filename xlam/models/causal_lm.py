@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,20 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         reduction="none",
     )
     return loss.view(shift_labels.shape)
+
+
+def slices_by_mask(model: torch.nn.Module) -> bool:
+    """Whether ``model.forward`` takes a 2-D boolean ``logits_to_keep`` (packed rows).
+
+    Every model takes ``logits_to_keep``, but only those whose module slices with
+    transformers' ``slice_logits_to_keep`` (not yet in 5.17, for one) accept a boolean
+    ``(batch, seq)`` mask; the others index ``hidden_states[:, mask, :]`` and fail, so they
+    get full logits.
+    """
+    module = sys.modules.get(type(model).__module__)
+    return "logits_to_keep" in inspect.signature(model.forward).parameters and callable(
+        getattr(module, "slice_logits_to_keep", None)
+    )
 
 
 def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -366,7 +381,7 @@ class CausalLMModule(L.LightningModule):
             if hasattr(model, "get_base_model"):  # PEFT passes keyword arguments through
                 model = model.get_base_model()
             self._keeps_logits = bool(self.hparams.get("supervised_logits", True)) and (
-                "logits_to_keep" in inspect.signature(model.forward).parameters
+                slices_by_mask(model)
             )
         return self._keeps_logits
 
