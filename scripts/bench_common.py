@@ -56,9 +56,9 @@ SHAPES = {
 }
 
 
-def tiny_model(vocab_size: int, seed: int, shape: str = "tiny") -> Any:
+def tiny_model(vocab_size: int, seed: int, shape: str = "tiny", device: str = "cpu") -> Any:
     """A random-initialised model of ``model=tiny``'s shape (``from_config``), or of one of
-    :data:`SHAPES`, as xlam builds it for that vocabulary and seed."""
+    :data:`SHAPES`, as xlam builds it for that vocabulary and seed, on ``device``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -67,7 +67,8 @@ def tiny_model(vocab_size: int, seed: int, shape: str = "tiny") -> Any:
     fields = dict(compose_config(["model=tiny", *SHAPES[shape]]).model.from_config)
     torch.manual_seed(seed)
     config = AutoConfig.for_model(**fields, vocab_size=vocab_size)
-    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 
 
 def trl_args(spec: dict[str, Any], name: str) -> dict[str, Any]:

@@ -77,17 +77,20 @@ VARIANTS = {
     "all": ["model.kernels=liger", "model.compile=true", "model.gradient_checkpointing=true"],
 }
 
-# The prepared CUDA runs: (models, strategies, variants, steps, micro-batch rows).
+# The prepared CUDA runs: (models, strategies, variants, steps, micro-batch rows, overrides).
 PRESETS = {
     # each option's loss against the plain path, on a model that builds in seconds
-    "equality": ("small_100m", "gpu,deepspeed_zero2,fsdp", ",".join(VARIANTS), 6, 2),
-    # MFU at real shapes, bf16, rows of 4,096 tokens, one row per micro-batch
+    "equality": ("small_100m", "gpu,deepspeed_zero2,fsdp", ",".join(VARIANTS), 6, 2, []),
+    # MFU at real shapes, bf16, rows of 4,096 tokens, one row per micro-batch, every row
+    # padded to 4,096: one shape for the whole run (on an H200 the unpadded runs, a new
+    # shape every step, were at 7-9% MFU; docs/performance.md says why shapes are suspected)
     "mfu": (
         "qwen2_5_1_5b,qwen2_5_7b_lora,llama3_8b_lora",
         "gpu,deepspeed_zero2,fsdp",
         "plain,all",
         8,
         1,
+        ["data.packing.pad_to_multiple_of=4096"],
     ),
 }
 
@@ -256,10 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     gpu = args.gpu
     models, strategies_arg, variants_arg, steps, batch = "tiny,small_100m", None, None, 4, 2
+    preset_overrides: list[str] = []
     if args.preset:
         if not gpu:
             parser.error(f"--preset {args.preset} is a CUDA run: add --gpu")
-        models, strategies_arg, variants_arg, steps, batch = PRESETS[args.preset]
+        models, strategies_arg, variants_arg, steps, batch, preset_overrides = PRESETS[args.preset]
     models = args.models or models
     steps = args.steps or steps
     batch = args.batch or batch
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
             parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    extra = list(args.extra)
+    extra = [*preset_overrides, *args.extra]
     if args.tokenizer:
         extra.append(f"model.tokenizer_path={Path(args.tokenizer).resolve()}")
     results = []

@@ -235,6 +235,39 @@ def test_packed_batches_carry_what_the_model_and_metrics_need(cache: Path) -> No
     assert sum(batch["stream_state"]["seen"].values()) >= n
 
 
+@pytest.mark.parametrize("packed", [True, False])
+def test_pad_to_multiple_bounds_the_shapes_and_changes_no_loss(
+    cache: Path, tmp_path: Path, packed: bool
+) -> None:
+    # data.packing.pad_to_multiple_of: every width a multiple (a packed run at seq_length
+    # has one shape), the same samples in the same order, and the model's per-token losses
+    # on the real tokens unchanged (the padding is a sequence of its own, never supervised).
+    from xlam.utils.hydra import compose_config
+
+    packing = {"enabled": packed, "seq_length": 1024}
+    plain = _dm(cache, batch_size=2, packing=packing)
+    padded = _dm(cache, batch_size=2, packing={**packing, "pad_to_multiple_of": 1024})
+    batches = []
+    for dm in (plain, padded):
+        dm.prepare()
+        dm.setup()
+        it = iter(dm.train_dataloader())
+        batches.append([next(it) for _ in range(3)])
+    module = hydra.utils.instantiate(compose_config([], output_dir=tmp_path).model)
+    module.configure_model()
+    module.eval()
+    for a, b in zip(*batches, strict=True):
+        width = a["input_ids"].shape[1]
+        assert b["input_ids"].shape[1] == 1024 > width
+        assert a["ids"] == b["ids"]
+        assert torch.equal(b["input_ids"][:, :width], a["input_ids"])
+        assert torch.equal(b["labels"][:, width:], torch.full_like(b["labels"][:, width:], -100))
+        with torch.no_grad():
+            la, lb = module.model_step(a)["losses"], module.model_step(b)["losses"]
+        assert torch.allclose(lb[:, : width - 1], la, atol=1e-5)
+        assert not lb[:, width - 1 :].any()
+
+
 def test_streaming_parquet_source(cache: Path, tmp_path: Path) -> None:
     import json
 

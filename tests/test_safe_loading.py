@@ -5,6 +5,8 @@
   torch for the unsafe default (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``).
 * A model or tokenizer folder whose config maps to custom code (``auto_map``) is refused,
   even when ``y`` is waiting on stdin for transformers' "run the custom code?" prompt.
+* A loaded model is never kernelized from the hub (transformers 5.x does so by default on a
+  GPU, fetching code at load time).
 * API keys and tokens in the environment never reach the run directory (logs, configs,
   Hydra files, run record, csv, wandb files, checkpoints) nor the index of runs.
 """
@@ -268,3 +270,16 @@ def test_custom_code_in_model_or_tokenizer_folder_never_runs(tmp_path: Path) -> 
     ):
         assert results[loader].startswith("ValueError"), (loader, results[loader])
         assert "custom code" in results[loader] and str(folder) in results[loader]
+
+
+def test_loaded_models_fetch_no_hub_kernels(tiny_export: Path) -> None:
+    # On the CPU the hub's kernel mapping has nothing to fetch, but the flag is the switch:
+    # where it is on, a load onto a GPU kernelizes (offline: the load fails, seen on an H200).
+    from transformers import AutoModelForCausalLM
+
+    from xlam.eval.backends import HFBackend
+    from xlam.models.components.build import build_causal_lm
+
+    assert AutoModelForCausalLM.from_pretrained(tiny_export).use_kernels  # the default
+    assert not build_causal_lm(str(tiny_export), 0).use_kernels
+    assert not HFBackend(str(tiny_export), device="cpu").model.use_kernels

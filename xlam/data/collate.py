@@ -67,19 +67,24 @@ def _empty(pad_id: int, packed: bool) -> dict[str, Any]:
     return out
 
 
-def pad_collate(samples: list[Sample], pad_id: int) -> dict[str, Any]:
+def _width(longest: int, multiple: int | None) -> int:
+    return longest if not multiple else -(-longest // multiple) * multiple
+
+
+def pad_collate(samples: list[Sample], pad_id: int, multiple: int | None = None) -> dict[str, Any]:
     """Right-pad samples (one per row) into a batch.
 
     Args:
         samples: ``{input_ids, labels, id, source, position?}`` dicts.
         pad_id: Token id of padding.
+        multiple: Pad the width up to a multiple of this (``None``: the longest sample).
     """
     if any(s.get("split") for s in samples):
         # The halves of a pair need their own positions: one pair per packed row.
-        return packed_collate([[s] for s in samples], pad_id)
+        return packed_collate([[s] for s in samples], pad_id, multiple)
     if not samples:
         return _empty(pad_id, packed=False)
-    n = max(len(s["input_ids"]) for s in samples)
+    n = _width(max(len(s["input_ids"]) for s in samples), multiple)
     ids = torch.full((len(samples), n), pad_id, dtype=torch.long)
     labels = torch.full((len(samples), n), IGNORE_INDEX, dtype=torch.long)
     attn = torch.zeros((len(samples), n), dtype=torch.long)
@@ -99,18 +104,21 @@ def pad_collate(samples: list[Sample], pad_id: int) -> dict[str, Any]:
     }
 
 
-def packed_collate(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
+def packed_collate(
+    rows: list[list[Sample]], pad_id: int, multiple: int | None = None
+) -> dict[str, Any]:
     """Concatenate the samples of each row; pad rows to the longest one.
 
     Args:
         rows: Samples of each row (each row must fit the bin it was packed for).
         pad_id: Token id of padding.
+        multiple: Pad the width up to a multiple of this (``None``: the longest row).
     """
     rows = [r for r in rows if r]
     if not rows:
         return _empty(pad_id, packed=True)
     row_len = [sum(len(s["input_ids"]) for s in r) for r in rows]
-    width = max(row_len)
+    width = _width(max(row_len), multiple)
     flat_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     flat_lab = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)

@@ -520,7 +520,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.stream is None or self.store is None:
             self.setup("fit")
         assert self.stream is not None and self.store is not None
-        dataset = TrainStream(self.stream, self.store, self.pad_id, self._cursor)
+        dataset = TrainStream(
+            self.stream, self.store, self.pad_id, self._cursor, self.packing.pad_to_multiple_of
+        )
         # Each micro-batch carries its optimizer step's supervised-token count: the loss is
         # a token mean over the whole step (xlam/models/components/loss.py).
         trainer = getattr(self, "trainer", None)
@@ -531,12 +533,12 @@ class TrajectoryDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_samples:
             return []
-        pad = self.pad_id
+        pad, multiple = self.pad_id, self.packing.pad_to_multiple_of
         return DataLoader(
             self.val_samples,
             batch_size=self.batch_size,
             shuffle=False,
-            collate_fn=lambda b: pad_collate(b, pad),
+            collate_fn=lambda b: pad_collate(b, pad, multiple),
         )
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -33,18 +33,27 @@ class PackingConfig:
         group_by_length: Unpacked only: a micro-batch takes samples of neighbouring lengths
             from its window, and the micro-batches of a window come in a seeded random
             order (less padding, as the Hugging Face Trainer's ``group_by_length``).
+        pad_to_multiple_of: Pad every micro-batch's width up to a multiple of this (``None``:
+            to its longest row). Bounds the shapes a run sees: kernels that plan per shape
+            (cuDNN attention, ``torch.compile``) then plan a few times, not every step;
+            ``seq_length`` gives every packed batch one shape.
     """
 
     enabled: bool = False
     seq_length: int = 4096
     window: int = 1000
     group_by_length: bool = False
+    pad_to_multiple_of: int | None = None
 
     def __post_init__(self) -> None:
         if self.seq_length < 1:
             raise ValueError(f"packing.seq_length must be >= 1, got {self.seq_length}")
         if self.window < 1:
             raise ValueError(f"packing.window must be >= 1, got {self.window}")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ValueError(
+                f"packing.pad_to_multiple_of must be >= 1 or null, got {self.pad_to_multiple_of}"
+            )
         if self.enabled and self.group_by_length:
             raise ValueError(
                 "packing.group_by_length is for unpacked rows (packing.enabled=false): "

@@ -334,19 +334,25 @@ class TrainStream(IterableDataset):
     """Yields this rank's collated micro-batches from the committed stream state."""
 
     def __init__(
-        self, stream: MicroBatchStream, store: SampleSource, pad_id: int, cursor: StreamCursor
+        self,
+        stream: MicroBatchStream,
+        store: SampleSource,
+        pad_id: int,
+        cursor: StreamCursor,
+        pad_to_multiple_of: int | None = None,
     ) -> None:
         self.stream = stream
         self.store = store
         self.pad_id = pad_id
         self.cursor = cursor
+        self.multiple = pad_to_multiple_of
 
     def collate(self, mb: MicroBatch) -> dict[str, Any]:
         rows = [[s for ref in row for s in self.store.fetch(ref)] for row in mb.rows]
         if self.stream.packed:
-            batch = packed_collate(rows, self.pad_id)
+            batch = packed_collate(rows, self.pad_id, self.multiple)
         else:
-            batch = pad_collate([s for row in rows for s in row], self.pad_id)
+            batch = pad_collate([s for row in rows for s in row], self.pad_id, self.multiple)
         # Travels with the batch: committed when the batch reaches the model, so a
         # checkpoint never counts batches that were only prefetched.
         batch["stream_state"] = mb.state.to_dict()

@@ -59,7 +59,7 @@ class HFBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from xlam.models.components.build import DTYPES
+        from xlam.models.components.build import DTYPES, LOAD_KWARGS
 
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError(
@@ -81,7 +81,7 @@ class HFBackend(Backend):
         )
         self.prompts = prompts or PromptBuilder(self.tokenizer)
         model = AutoModelForCausalLM.from_pretrained(
-            self.model_dir, dtype=torch_dtype, local_files_only=True, trust_remote_code=False
+            self.model_dir, dtype=torch_dtype, **LOAD_KWARGS
         )
         self.model = model.to(self.device).eval()
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")

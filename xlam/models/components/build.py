@@ -18,6 +18,16 @@ DTYPES = {
 }
 
 
+# What every from_pretrained of ours passes: local files only, no repository code, and no hub
+# kernels (transformers 5.x kernelizes a model loaded onto a GPU by default, fetching layers
+# from the hub at load time: offline that load fails, online it downloads code).
+LOAD_KWARGS: dict[str, Any] = {
+    "local_files_only": True,
+    "trust_remote_code": False,
+    "use_kernels": False,
+}
+
+
 def build_causal_lm(
     path: str | None,
     vocab_size: int,
@@ -56,12 +66,7 @@ def build_causal_lm(
     check_conv_init(conv_init, path)
     if path:
         return AutoModelForCausalLM.from_pretrained(
-            path,
-            dtype=torch_dtype,
-            local_files_only=True,
-            trust_remote_code=False,
-            **kwargs,
-            **extra,
+            path, dtype=torch_dtype, **LOAD_KWARGS, **kwargs, **extra
         )
     if not from_config:
         raise ValueError("model.path is empty and model.from_config is not set: nothing to build")
@@ -85,7 +90,7 @@ def build_causal_lm(
             model.save_pretrained(tmp, safe_serialization=True)
             del model
             return AutoModelForCausalLM.from_pretrained(
-                tmp, dtype=torch_dtype, local_files_only=True, **kwargs, **extra
+                tmp, dtype=torch_dtype, **LOAD_KWARGS, **kwargs, **extra
             )
     return model
 
