@@ -369,6 +369,10 @@ _PARALLEL_Q = [
     "Work out {p1} percent of {v1} and {p2} percent of {v2}.",
     "I need two numbers: {p1}% of {v1} and {p2}% of {v2}.",
     "Calculate both {p1} percent of {v1} and {p2} percent of {v2} for me.",
+    "Give me {p1}% of {v1} and also {p2}% of {v2}.",
+    "Calculate {p1} percent of {v1}, then {p2} percent of {v2}.",
+    "Find {p1}% of {v1} as well as {p2}% of {v2}.",
+    "Two percentages, please: {p1}% of {v1} and {p2}% of {v2}.",
     "Work out both {p1}% of {v1} and {p2}% of {v2} for me.",
 ]
 

@@ -296,7 +296,7 @@ def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Account {a} has a balance of {_f(r['balance'])}.", [r["balance"]])
 
 
-@template("bank.two_balances", "bank", "parallel", 5, combo=("get_balance",))
+@template("bank.two_balances", "bank", "parallel", 9, combo=("get_balance",))
 def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     a, c = _pick(b, rng, 2)
     offer(b, rng, ["get_balance"], ["transfer", "list_transactions", "find_account"])
@@ -306,6 +306,10 @@ def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"How much is in {a}, and how much is in {c}?",
             f"Look up both {a} and {c} and give me their balances.",
             f"I need the current figures for {a} as well as {c}.",
+            f"Give me the balance of {a} and the balance of {c}.",
+            f"Tell me what {a} and {c} each hold.",
+            f"Show the money on {a} and on {c}.",
+            f"{a} and {c}: how much is in each account?",
             f"Look up the balances of {a} and {c} for me.",
         )[phrasing]
     )

@@ -350,6 +350,10 @@ _ZONES_Q = [
     "When it is {t} {z}, what are the local times in {z1} and {z2}?",
     "Convert {t} {z} to both {z1} and {z2}.",
     "A call starts at {t} {z}; what time is that for people in {z1} and in {z2}?",
+    "At {t} {z}, what is the hour in {z1} and in {z2}?",
+    "Tell me what {t} {z} is in {z1} and in {z2}.",
+    "If it's {t} in {z}, what times do {z1} and {z2} show?",
+    "Convert {t} {z} into {z1} time and into {z2} time.",
     "When it is {t} {z}, what time is it in {z1} and in {z2}?",
 ]
 

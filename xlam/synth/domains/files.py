@@ -296,7 +296,7 @@ def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Added it; {p} is now {r['size']} characters long.", [r["size"]])
 
 
-@template("files.list_two", "files", "parallel", 5, combo=("list_dir",))
+@template("files.list_two", "files", "parallel", 9, combo=("list_dir",))
 def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     d1, d2 = rng.sample(_leaf_dirs(b), 2)
     offer(b, rng, ["list_dir"], ["find_files", "read_file"])
@@ -306,6 +306,10 @@ def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"List the contents of both {d1} and {d2}.",
             f"Show me the files in {d1}, then the ones in {d2}.",
             f"Which entries do {d1} and {d2} each hold?",
+            f"List {d1} and {d2} for me.",
+            f"What files does {d1} have, and what files does {d2} have?",
+            f"Give me a listing of {d1} and one of {d2}.",
+            f"Tell me what {d1} and {d2} contain.",
             f"Show me the contents of both {d1} and {d2}.",
         )[phrasing]
     )

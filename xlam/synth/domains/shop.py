@@ -227,7 +227,7 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.compare", "shop", "parallel", 5, combo=("get_product",))
+@template("shop.compare", "shop", "parallel", 9, combo=("get_product",))
 def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     p1, p2 = _pick(b, rng, 2)
     offer(b, rng, ["get_product"], ["search_products", "view_cart", "add_to_cart"])
@@ -237,6 +237,10 @@ def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Compare the prices of {p1} and {p2}.",
             f"Look up {p1} and {p2} and tell me their prices.",
             f"I'm torn between {p1} and {p2}; how much is each?",
+            f"Price check on {p1} and {p2}, please.",
+            f"Tell me the price of {p1} and the price of {p2}.",
+            f"Which costs more, {p1} or {p2}?",
+            f"Get me the prices for {p1} and {p2}.",
             f"Compare {p1} and {p2}; how much is each?",
         )[phrasing]
     )

@@ -234,6 +234,10 @@ _TWO_CHARS_Q = [
     "Count the letters '{c1}' and '{c2}' in '{s}'.",
     "In '{s}', how often does '{c1}' occur, and how often '{c2}'?",
     "Tell me the number of '{c1}' characters and of '{c2}' characters in '{s}'.",
+    "Count how often '{c1}' and '{c2}' show up in '{s}'.",
+    "For '{s}', give me the counts of '{c1}' and of '{c2}'.",
+    "How many '{c1}' and how many '{c2}' are there in '{s}'?",
+    "Find the number of '{c1}' and '{c2}' characters in '{s}'.",
     "Tell me how many times '{c1}' and '{c2}' occur in '{s}'.",
 ]
 

@@ -268,7 +268,7 @@ def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.two_flights", "travel", "parallel", 5, combo=("get_flight",))
+@template("travel.two_flights", "travel", "parallel", 9, combo=("get_flight",))
 def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     f1, f2 = rng.sample(sorted(b.state["flights"]), 2)
     offer(b, rng, ["get_flight"], ["search_flights", "book_flight", "list_bookings"])
@@ -278,6 +278,10 @@ def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What are the departure times of {f1} and {f2}?",
             f"Check {f1} and {f2} for me: when do they take off?",
             f"Tell me the departure time for {f1} and also for {f2}.",
+            f"Look up {f1} and {f2}: when does each depart?",
+            f"I need to know when {f1} leaves and when {f2} leaves.",
+            f"At what time do {f1} and {f2} take off?",
+            f"Find the times {f1} and {f2} depart.",
             f"Check flights {f1} and {f2} for me: what are the departure times?",
         )[phrasing]
     )
