@@ -110,13 +110,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$
 rc=0
 case $what in
 all)
+    # the most telling first: the bare step is the ceiling the xlam step is held against
+    part 60 bare python3 scripts/bench_bare_step.py --shape qwen2_5_1_5b --profile || rc=1
     part 150 mfu-1.5b-gpu mfu qwen2_5_1_5b --strategies gpu --variants plain,liger_compile || rc=1
     part 200 test gpu_tests || rc=1
-    part 120 mfu-1.5b-sharded mfu qwen2_5_1_5b --strategies deepspeed_zero2,fsdp \
+    part 150 trl trl --shape qwen2_5_1_5b --steps 8 || rc=1
+    part 150 mfu-1.5b-sharded mfu qwen2_5_1_5b --strategies deepspeed_zero2,fsdp \
         --variants plain || rc=1
-    part 120 mfu-8b-lora mfu llama3_8b_lora --strategies gpu --variants plain || rc=1
-    part 120 trl trl --shape qwen2_5_1_5b --steps 8 || rc=1
-    part 120 mfu-7b-lora mfu qwen2_5_7b_lora --strategies gpu --variants plain || rc=1
+    # the 7B/8B shapes initialise on the CPU first: minutes each (2 were not enough for 8B)
+    part 300 mfu-8b-lora mfu llama3_8b_lora --strategies gpu --variants plain || rc=1
+    part 300 mfu-7b-lora mfu qwen2_5_7b_lora --strategies gpu --variants plain || rc=1
     ;;
 setup) ;;
 test) part 1800 test gpu_tests || rc=1 ;;
