@@ -117,7 +117,7 @@ all)
     part 150 trl trl --shape qwen2_5_1_5b --steps 8 || rc=1
     part 150 mfu-1.5b-sharded mfu qwen2_5_1_5b --strategies deepspeed_zero2,fsdp \
         --variants plain || rc=1
-    # the 7B/8B shapes initialise on the CPU first: minutes each (2 were not enough for 8B)
+    # the 7B/8B shapes initialise on the CPU first: minutes each (2 were not enough for the 8B)
     part 300 mfu-8b-lora mfu llama3_8b_lora --strategies gpu --variants plain || rc=1
     part 300 mfu-7b-lora mfu qwen2_5_7b_lora --strategies gpu --variants plain || rc=1
     ;;
