@@ -5,8 +5,8 @@ built on the device (fp32 weights), one row of ``--seq`` random tokens, bf16 aut
 CUDA, the same row every step. Times forward + backward (one logit, or every logit), with
 AdamW, and packed (samples of ``--doc`` tokens by restarting position ids), each over
 ``--steps`` steps after 2 warm-up steps, and prints ms per step, tokens/s and MFU
-(6 x parameters x tokens over the device's peak, ``xlam.models.components.flops``, as the
-training monitor counts it). ``--profile`` adds torch.profiler's table of one packed step.
+(``xlam.models.components.flops.mfu``: 6 x parameters x tokens over the device's peak, as
+the training monitor counts it). ``--profile`` adds torch.profiler's table of one packed step.
 
 Usage::
 
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from bench_common import SHAPES, tiny_model
 
-from xlam.models.components.flops import peak_flops
+from xlam.models.components.flops import mfu, peak_flops
 
 
 def main() -> None:
@@ -86,13 +86,13 @@ def main() -> None:
             step(*case)
         sync()
         s = (time.perf_counter() - t) / args.steps
-        mfu = 6 * params * args.seq / s / peak if peak else None
+        util = mfu(args.seq / s, params, None, peak)
         results[name] = {
             "ms": round(s * 1000, 1),
             "tokens_per_s": round(args.seq / s),
-            "mfu": round(mfu, 4) if mfu else None,
+            "mfu": round(util, 4) if util else None,
         }
-        shown = f"{mfu:.1%}" if mfu else "-"
+        shown = f"{util:.1%}" if util else "-"
         print(f"{name:<18} {s * 1000:8.1f} ms  {args.seq / s:9.0f} tok/s  MFU {shown}", flush=True)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

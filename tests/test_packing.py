@@ -283,7 +283,6 @@ def test_a_model_without_mask_slicing_gets_full_logits(
     old.configure_model()
     old.eval().load_state_dict(sliced.state_dict())
     old.model.__class__ = Qwen2Before517
-    old._keeps_logits = None
     assert not old.keeps_logits
     args = (batch["input_ids"], batch["attention_mask"], batch["position_ids"])
     with torch.no_grad(), pytest.raises(IndexError):
