@@ -51,15 +51,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # the figures the issue sets targets for (higher is better), then the ones compared
 HEADLINE = ("exact_match_single", "exact_match_parallel", "next_action_multi_turn")
 COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy", "episode_success")
-# ``copy``: a value is the same tokens in a query and in a call, numbers in chunks of two
-# digits (fewer distinct number tokens to copy than three), and the training settings of
+# ``copy``: the ``words`` tokenizer split (a value the same tokens in a query and in a call,
+# a word with its leading space, so a quoted text is one token a word; numbers in chunks of
+# two digits, fewer distinct number tokens to copy than three, a decimal point on the chunk
+# after it), and the training settings of
 # ``conf/experiment/learn_copy.yaml`` (Muon, AdamW at 0.02 on the embeddings, an LFM2 whose
 # first layer is a short convolution 32 tokens wide with half its channels starting 3 wide,
 # copied targets weighted 10x, 16 samples a step unpacked, grouped by length in windows of 64).
 RECIPES: dict[str, dict[str, Any]] = {
     "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "overrides": []},
     "copy": {
-        "split": "copy",
+        "split": "words",
         "digits": 2,
         "vocab_size": 4096,
         "overrides": ["experiment=learn_copy"],
@@ -267,11 +269,11 @@ def main() -> None:
     )
     p.add_argument(
         "--split",
-        choices=("qwen2", "copy"),
+        choices=("qwen2", "copy", "words"),
         default=None,
         help="the tokenizer's pre-tokenization (default: the recipe's)",
     )
-    p.add_argument("--digits", type=int, default=None, help="copy split: digits per number chunk")
+    p.add_argument("--digits", type=int, default=None, help="copy/words split: digits per number chunk")
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     p.add_argument("overrides", nargs="*", help="extra xlam-train overrides for both runs")
     args = p.parse_args()

@@ -9,11 +9,14 @@ which rebuilds that pipeline whatever ``tokenizer.json`` says. Any other pipelin
 tokenize an exported model's prompts differently from training. ``--split copy`` (for the
 learnability bench) writes a value as the same tokens in a query and in a call; pair it with
 a non-Qwen2 model type (``model.from_config.model_type=llama``), whose folder loads the
-tokenizer as saved.
+tokenizer as saved. ``--split words`` (the learnability bench's) is ``copy`` with a word's
+leading space and a number's decimal point kept on it: a quoted text is one token a word, the
+same in a query and in a call, but an unquoted word after a space is another token than the
+same word after a quote.
 
 Usage:
     python scripts/build_tiny_tokenizer.py [--out xlam/assets/tiny_tokenizer] [--vocab-size 2048]
-        [--data DIR] [--tools json|signature] [--split qwen2|copy] [--digits 3]
+        [--data DIR] [--tools json|signature] [--split qwen2|copy|words] [--digits 3]
 """
 
 from __future__ import annotations
@@ -136,14 +139,24 @@ def corpus(data_dir: Path, template: str) -> list[str]:
 # `"` in a call), a quote always alone, and numbers in chunks of up to three digits (as
 # Llama 3's pattern), so a 5-digit id is two tokens, not five near-identical digits
 # (``digits`` sets the chunk: fewer digits, fewer distinct number tokens to copy).
-def copy_split(digits: int = 3) -> str:
-    """The ``copy`` pre-tokenization pattern, numbers in chunks of up to ``digits`` digits."""
+def copy_split(digits: int = 3, words: bool = False) -> str:
+    """The ``copy`` pre-tokenization pattern, numbers in chunks of up to ``digits`` digits.
+
+    ``words``: a word keeps one leading space and a chunk a decimal point before it (the
+    ``words`` split).
+    """
     if digits < 1:
         raise ValueError(f"digits must be >= 1, got {digits}")
-    return rf'\p{{L}}+|\p{{N}}{{1,{digits}}}|"|[^\s\p{{L}}\p{{N}}"]+|\s+'
+    word, dot = (" ?", r"\.?") if words else ("", "")
+    return rf'{word}\p{{L}}+|{dot}\p{{N}}{{1,{digits}}}|"|[^\s\p{{L}}\p{{N}}"]+|\s+'
 
 
-SPLITS = ("qwen2", "copy")
+# ``words``: with spaces as tokens of their own, a copy of a text of several words takes two
+# steps a word (the space, then the word after the one before it) and ends on a space token
+# like any other; with the space on the word, each step is a word and the end is the quote.
+# With the decimal point on its digits, a `.` alone ends a sentence and never a number's
+# integer part. The cost: ` Dakar` in a query and `Dakar` after `"` in a call are two tokens.
+SPLITS = ("qwen2", "copy", "words")
 
 
 def build(
@@ -161,11 +174,14 @@ def build(
         vocab_size: BPE vocabulary size (special and tool tokens included).
         data_dir: Unified trajectories the vocabulary is learnt from.
         tools: How the chat template shows tools (:data:`TOOL_FORMATS`).
-        split: ``qwen2`` (Qwen2's pre-tokenization) or ``copy`` (:func:`copy_split`, with
-            every number of up to ``digits`` digits in the vocabulary). A ``copy`` tokenizer
-            must not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
+        split: ``qwen2`` (Qwen2's pre-tokenization), ``copy`` (:func:`copy_split`, with
+            every number of up to ``digits`` digits in the vocabulary) or ``words`` (``copy``
+            with a word's leading space and a number's decimal point on it; every chunk with
+            a point before it in the vocabulary too). A ``copy`` or ``words`` tokenizer must
+            not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
             ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's pattern.
-        digits: With ``copy``, numbers split into chunks of up to this many digits.
+        digits: With ``copy`` or ``words``, numbers split into chunks of up to this many
+            digits.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -175,15 +191,18 @@ def build(
     tok.normalizer = qwen2.normalizer
     tok.pre_tokenizer = qwen2.pre_tokenizer
     texts = corpus(data_dir, template)
-    if split == "copy":
+    if split != "qwen2":
+        pattern = copy_split(digits, words=split == "words")
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [
-                pre_tokenizers.Split(Regex(copy_split(digits)), "isolated"),
+                pre_tokenizers.Split(Regex(pattern), "isolated"),
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
             ]
         )
         # every chunk a number can split into, frequent enough to be merged whole
         chunks = [f"{i:0{w}d}" for w in range(1, digits + 1) for i in range(10**w)]
+        if split == "words":
+            chunks += [f".{c}" for c in chunks]
         texts += [" ".join(chunks)] * 50
     tok.decoder = qwen2.decoder
     trainer = trainers.BpeTrainer(
@@ -216,7 +235,7 @@ def main() -> None:
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--tools", choices=sorted(TOOL_FORMATS), default="json")
     p.add_argument("--split", choices=SPLITS, default="qwen2", help="pre-tokenization")
-    p.add_argument("--digits", type=int, default=3, help="copy split: digits per number chunk")
+    p.add_argument("--digits", type=int, default=3, help="copy/words split: digits per number chunk")
     args = p.parse_args()
     fast = build(args.out, args.vocab_size, args.data, args.tools, args.split, args.digits)
     print(f"saved tokenizer with {len(fast)} tokens to {args.out}")

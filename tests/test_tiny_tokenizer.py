@@ -1,9 +1,11 @@
-"""``scripts/build_tiny_tokenizer.py``: the ``copy`` pre-tokenization of the learnability bench.
+"""``scripts/build_tiny_tokenizer.py``: the ``copy`` and ``words`` pre-tokenizations of the
+learnability bench.
 
 A value must be the same tokens wherever it is written (in a query, after a quote in a
 call's JSON), numbers in chunks of up to three digits (``digits`` sets the chunk), and an
 export with a Llama config must load the tokenizer with its own pattern (a Qwen2 one is
-rebuilt as ``Qwen2Tokenizer``).
+rebuilt as ``Qwen2Tokenizer``). ``words`` keeps a word's leading space and a number's decimal
+point on it: a quoted text is one token a word, at the cost of an unquoted word after a space.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for t in generate(300, 0):
             f.write(json.dumps(t) + "\n")
     out = {}
-    for split in ("qwen2", "copy"):
+    for split in ("qwen2", "copy", "words"):
         _builder().build(root / split, 4096, root / "data", "signature", split)
         out[split] = root / split
     return out
@@ -62,6 +64,34 @@ def test_a_value_is_the_same_tokens_in_a_query_and_in_a_call(built: dict, split:
         assert all(same), same
     else:  # what the copy split is for: Qwen2's pattern glues a space or quote on
         assert same.count(False) >= 3, same
+
+
+TEXT = "after shines night happy"
+
+
+def test_words_copies_a_quoted_text_a_word_a_token(built: dict) -> None:
+    query, call = f"Reverse '{TEXT}' now.", json.dumps({"text": TEXT})
+    words = AutoTokenizer.from_pretrained(built["words"])
+    assert _span(words, query, TEXT) == _span(words, call, TEXT)
+    # each space starts a word's token; the copy split writes the three as tokens of their own
+    assert "Ġ" not in _span(words, query, TEXT)
+    assert _span(AutoTokenizer.from_pretrained(built["copy"]), query, TEXT).count("Ġ") == 3
+
+
+def test_words_keeps_an_unquoted_value_the_same_only_without_a_leading_word(built: dict) -> None:
+    tok = AutoTokenizer.from_pretrained(built["words"])
+    for v in VALUES:
+        same = _span(tok, f"Look up {v} now.", v) == _span(tok, json.dumps({"id": v}), v)
+        # the split's cost: ` P-84103` in a query, `P-84103` after `"` in a call
+        assert same == (not v[0].isalpha()), v
+
+
+def test_words_puts_a_decimal_point_on_its_digits(built: dict) -> None:
+    tok = AutoTokenizer.from_pretrained(built["words"])
+    assert tok.tokenize("2113.34") == ["211", "3", ".34"]
+    # a point alone ends a sentence, never a number's integer part
+    assert tok.tokenize("of 58118.") == ["of", "Ġ", "581", "18", "."]
+    assert all(f".{i:03d}" in tok.get_vocab() for i in range(1000))
 
 
 def test_numbers_are_chunks_of_three_digits(built: dict) -> None:
