@@ -273,7 +273,9 @@ def main() -> None:
         default=None,
         help="the tokenizer's pre-tokenization (default: the recipe's)",
     )
-    p.add_argument("--digits", type=int, default=None, help="copy/words split: digits per number chunk")
+    p.add_argument(
+        "--digits", type=int, default=None, help="copy/words split: digits per number chunk"
+    )
     p.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir)")
     p.add_argument("overrides", nargs="*", help="extra xlam-train overrides for both runs")
     args = p.parse_args()

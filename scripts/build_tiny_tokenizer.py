@@ -235,7 +235,9 @@ def main() -> None:
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--tools", choices=sorted(TOOL_FORMATS), default="json")
     p.add_argument("--split", choices=SPLITS, default="qwen2", help="pre-tokenization")
-    p.add_argument("--digits", type=int, default=3, help="copy/words split: digits per number chunk")
+    p.add_argument(
+        "--digits", type=int, default=3, help="copy/words split: digits per number chunk"
+    )
     args = p.parse_args()
     fast = build(args.out, args.vocab_size, args.data, args.tools, args.split, args.digits)
     print(f"saved tokenizer with {len(fast)} tokens to {args.out}")
