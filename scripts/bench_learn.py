@@ -52,9 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = ("exact_match_single", "exact_match_parallel", "next_action_multi_turn")
 COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy", "episode_success")
 # ``copy``: the ``words`` tokenizer split (a value the same tokens in a query and in a call,
-# a word with its leading space, so a quoted text is one token a word; numbers in chunks of
-# two digits, fewer distinct number tokens to copy than three, a decimal point on the chunk
-# after it), and the training settings of
+# a lower-case word with its leading space, so a quoted text is one token a word; numbers in
+# chunks of two digits, fewer distinct number tokens to copy than three, a decimal point on
+# the chunk after it), and the training settings of
 # ``conf/experiment/learn_copy.yaml`` (Muon, AdamW at 0.02 on the embeddings, an LFM2 whose
 # first layer is a short convolution 32 tokens wide with half its channels starting 3 wide,
 # copied targets weighted 10x, 16 samples a step unpacked, grouped by length in windows of 64).

@@ -9,10 +9,10 @@ which rebuilds that pipeline whatever ``tokenizer.json`` says. Any other pipelin
 tokenize an exported model's prompts differently from training. ``--split copy`` (for the
 learnability bench) writes a value as the same tokens in a query and in a call; pair it with
 a non-Qwen2 model type (``model.from_config.model_type=llama``), whose folder loads the
-tokenizer as saved. ``--split words`` (the learnability bench's) is ``copy`` with a word's
-leading space and a number's decimal point kept on it: a quoted text is one token a word, the
-same in a query and in a call, but an unquoted word after a space is another token than the
-same word after a quote.
+tokenizer as saved. ``--split words`` (the learnability bench's) is ``copy`` with a lower-case
+word's leading space and a number's decimal point kept on it: a quoted text is one token a
+word, the same in a query and in a call, but an unquoted lower-case word after a space is
+another token than the same word after a quote.
 
 Usage:
     python scripts/build_tiny_tokenizer.py [--out xlam/assets/tiny_tokenizer] [--vocab-size 2048]
@@ -142,20 +142,22 @@ def corpus(data_dir: Path, template: str) -> list[str]:
 def copy_split(digits: int = 3, words: bool = False) -> str:
     """The ``copy`` pre-tokenization pattern, numbers in chunks of up to ``digits`` digits.
 
-    ``words``: a word keeps one leading space and a chunk a decimal point before it (the
-    ``words`` split).
+    ``words``: a lower-case word keeps one leading space and a chunk a decimal point before
+    it (the ``words`` split).
     """
     if digits < 1:
         raise ValueError(f"digits must be >= 1, got {digits}")
-    word, dot = (" ?", r"\.?") if words else ("", "")
+    word, dot = (r" ?\p{Ll}+|", r"\.?") if words else ("", "")
     return rf'{word}\p{{L}}+|{dot}\p{{N}}{{1,{digits}}}|"|[^\s\p{{L}}\p{{N}}"]+|\s+'
 
 
 # ``words``: with spaces as tokens of their own, a copy of a text of several words takes two
 # steps a word (the space, then the word after the one before it) and ends on a space token
 # like any other; with the space on the word, each step is a word and the end is the quote.
-# With the decimal point on its digits, a `.` alone ends a sentence and never a number's
-# integer part. The cost: ` Dakar` in a query and `Dakar` after `"` in a call are two tokens.
+# Only lower-case words: ids, codes and names (`P-1`, `PST`, `Dakar`) stay one token after a
+# space in a query and after `"` in a call. With the decimal point on its digits, a `.` alone
+# ends a sentence and never a number's integer part. The cost: ` wishlist` in a query and
+# `wishlist` after `"` in a call are two tokens.
 SPLITS = ("qwen2", "copy", "words")
 
 
@@ -176,7 +178,7 @@ def build(
         tools: How the chat template shows tools (:data:`TOOL_FORMATS`).
         split: ``qwen2`` (Qwen2's pre-tokenization), ``copy`` (:func:`copy_split`, with
             every number of up to ``digits`` digits in the vocabulary) or ``words`` (``copy``
-            with a word's leading space and a number's decimal point on it; every chunk with
+            with a lower-case word's leading space and a number's decimal point on it; every chunk with
             a point before it in the vocabulary too). A ``copy`` or ``words`` tokenizer must
             not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
             ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's pattern.
