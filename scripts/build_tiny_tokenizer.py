@@ -178,10 +178,11 @@ def build(
         tools: How the chat template shows tools (:data:`TOOL_FORMATS`).
         split: ``qwen2`` (Qwen2's pre-tokenization), ``copy`` (:func:`copy_split`, with
             every number of up to ``digits`` digits in the vocabulary) or ``words`` (``copy``
-            with a lower-case word's leading space and a number's decimal point on it; every chunk with
-            a point before it in the vocabulary too). A ``copy`` or ``words`` tokenizer must
-            not be paired with a ``qwen2`` model: transformers loads the tokenizer of a
-            ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's pattern.
+            with a lower-case word's leading space and a number's decimal point on it; every
+            chunk with a point before it in the vocabulary too). A ``copy`` or ``words``
+            tokenizer must not be paired with a ``qwen2`` model: transformers loads the
+            tokenizer of a ``qwen2`` folder as ``Qwen2Tokenizer``, which restores Qwen2's
+            pattern.
         digits: With ``copy`` or ``words``, numbers split into chunks of up to this many
             digits.
     """
