@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from xlam.data.labels import IGNORE_INDEX
 from xlam.models.components.build import build_causal_lm, check_conv_init, dtype_for_precision
+from xlam.models.components.embed_tie import apply_embed_tie, check_embed_tie
 from xlam.models.components.kernels import (
     apply_kernels,
     check_kernels,
@@ -149,6 +150,9 @@ class CausalLMModule(L.LightningModule):
         conv_init: ``None`` or ``split``: half the channels of a config-built model's short
             convolutions start 3 taps wide
             (:func:`~xlam.models.components.build.split_short_conv_init`).
+        embed_tie: ``None`` or ``space``: a config-built model's space-prefixed token
+            embeddings tied to their bare forms'
+            (:func:`~xlam.models.components.embed_tie.apply_embed_tie`); merged at export.
         lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
         quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
         packing_check: On the first packed batch, run its samples packed and unpacked and
@@ -204,6 +208,7 @@ class CausalLMModule(L.LightningModule):
         kernels: str | None = None,
         compile: bool | dict[str, Any] = False,
         conv_init: str | None = None,
+        embed_tie: str | None = None,
     ) -> None:
         super().__init__()
         if not path and not (from_config and tokenizer_path):
@@ -220,6 +225,7 @@ class CausalLMModule(L.LightningModule):
         if not copy_weight > 0:
             raise ValueError(f"model.copy_weight must be > 0, got {copy_weight!r}")
         check_conv_init(conv_init, path)
+        check_embed_tie(embed_tie, path)
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.nonfinite must be stop or skip, got {nonfinite!r}")
         # Fail before any data is rendered: a policy or option that cannot run here.
@@ -291,6 +297,15 @@ class CausalLMModule(L.LightningModule):
         )
         if hp.get("copy_weight", 1.0) != 1.0:
             self._copyable = copyable_vocab(tok)
+        if hp.get("embed_tie"):
+            kind = strategy_kind(trainer.strategy) if trainer is not None else None
+            if kind in ("deepspeed", "fsdp"):
+                # a parametrized matrix is computed, not a Parameter those engines can shard
+                raise ValueError(
+                    f"model.embed_tie={hp.embed_tie} is for a model on one process or DDP, "
+                    f"not {kind}: leave model.embed_tie=null or use trainer=cpu/gpu/ddp"
+                )
+            apply_embed_tie(model, tok, hp.seed)
         kernels = hp.get("kernels")
         if kernels is not None:
             # The device is known now: a CPU trainer on a GPU machine is refused too.

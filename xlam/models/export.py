@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from xlam.models.components.build import DTYPES, build_causal_lm
+from xlam.models.components.embed_tie import apply_embed_tie, merge_embed_tie
 from xlam.models.components.lora import LoraSettings, apply_lora
 from xlam.models.components.tokenizer import check_tokenizer_matches
 from xlam.utils.strategy import strategy_kind
@@ -65,8 +66,8 @@ def export_hf(
     """Save ``model`` and ``tokenizer`` to ``out_dir``; a PEFT model is merged first.
 
     Writes safetensors weights, the config, a generation config whose EOS is the
-    tokenizer's end-of-turn token, and the tokenizer with its chat template. The merge
-    modifies ``model``: pass a copy you no longer train.
+    tokenizer's end-of-turn token, and the tokenizer with its chat template. The merges (a
+    LoRA adapter, a ``model.embed_tie``) modify ``model``: pass a copy you no longer train.
 
     Args:
         model: A transformers model or a peft ``PeftModel``.
@@ -86,6 +87,7 @@ def export_hf(
             model.save_pretrained(adapter, safe_serialization=True)
             tokenizer.save_pretrained(adapter)
         model = model.merge_and_unload()
+    merge_embed_tie(model)
     if dtype is not None:
         model = model.to(dtype)
     _tokenizer_eos(tokenizer, model)
@@ -158,6 +160,9 @@ def rebuild_model(
         None,
         hparams.get("seed", 0),
     )
+    if hparams.get("embed_tie"):
+        # the checkpoint holds the parametrization's tensors: load them into the same one
+        apply_embed_tie(model, tok, hparams.get("seed", 0))
     lora = LoraSettings.from_config(hparams.get("lora"))
     if lora.enabled:
         model = apply_lora(model, lora)
