@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_QWEN2, train_small
+from conftest import TINY_QWEN2, train_losses, train_small
 
 from xlam.models.components.build import build_causal_lm
 from xlam.models.components.embed_tie import (
@@ -116,29 +116,41 @@ def test_refusals(tmp_path: Path, tiny_tokenizer) -> None:
         apply_embed_tie(model, NoSpaces())
 
 
-def test_a_tied_run_exports_the_same_plain_model_at_the_end_and_from_its_checkpoint(
-    tmp_path: Path,
-) -> None:
+def test_a_tied_run_resumes_exactly_and_exports_one_plain_model(tmp_path: Path) -> None:
+    """The end-of-training export, the export of its checkpoint and that of a run resumed
+    from step 1 are the same plain model; the resumed steps' losses are the first run's."""
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    train_small(tmp_path / "run", "trainer.max_steps=3", "model.embed_tie=space")
+    tied = ["model.embed_tie=space", "trainer.max_steps=3"]
+    every = "callbacks.model_checkpoint.every_n_train_steps=1"
+    train_small(tmp_path / "run", *tied, every)
     # the run trained the tie: its checkpoint holds the parametrization, not a plain matrix
     state = load_checkpoint_state(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert "model.embed_tokens.parametrizations.weight.0.space" in state
     assert "model.embed_tokens.weight" not in state
+    step1 = tmp_path / "run" / "checkpoints" / "step000001.ckpt"
+    train_small(tmp_path / "resumed", *tied, f"ckpt_path={step1}")
+    losses, again = train_losses(tmp_path / "run"), train_losses(tmp_path / "resumed")
+    assert sorted(again) == [1, 2]
+    for step in (1, 2):
+        assert abs(again[step] - losses[step]) < 1e-5
     end = tmp_path / "run" / "export"
-    again = export_checkpoint(tmp_path / "run", "last", tmp_path / "again")["model"]
+    folders = [
+        end,
+        export_checkpoint(tmp_path / "run", "last", tmp_path / "again")["model"],
+        tmp_path / "resumed" / "export",
+    ]
     with safe_open(end / "model.safetensors", "pt") as f:
-        keys = set(f.keys())
-    assert not any("parametrizations" in k for k in keys)
+        assert not any("parametrizations" in k for k in f.keys())  # noqa: SIM118
     logits = []
-    for folder in (end, again):
+    for folder in folders:
         model = AutoModelForCausalLM.from_pretrained(folder)
         assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
         with torch.no_grad():
             logits.append(model(IDS).logits)
     torch.testing.assert_close(logits[0], logits[1])
+    torch.testing.assert_close(logits[0], logits[2], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["deepspeed", "fsdp"])
