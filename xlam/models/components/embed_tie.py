@@ -5,8 +5,9 @@ rows, so a model trained from scratch must learn every such pair from the contex
 each. Tied, the row of ``Ġbook`` is ``book``'s row plus one learned space vector plus its own
 residual (which starts at zero): what trains one form trains the other, and "a space
 before" is one direction for every word. The tie is a ``torch.nn.utils.parametrize``
-parametrization of the embedding matrix (and of the LM head when it shares that matrix);
-:func:`merge_embed_tie` folds it into one plain matrix, which is what an export saves.
+parametrization of the embedding matrix and of the LM head (the same one when the head
+shares the matrix); :func:`merge_embed_tie` folds it into plain matrices, which is what an
+export saves.
 """
 
 from __future__ import annotations
