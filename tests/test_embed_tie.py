@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_QWEN2, train_losses, train_small
+from torch.nn.utils import parametrize
 
 from xlam.models.components.build import build_causal_lm
 from xlam.models.components.embed_tie import (
@@ -124,7 +125,10 @@ def test_a_tied_run_resumes_exactly_and_exports_one_plain_model(tmp_path: Path) 
 
     tied = ["model.embed_tie=space", "trainer.max_steps=3"]
     every = "callbacks.model_checkpoint.every_n_train_steps=1"
-    train_small(tmp_path / "run", *tied, every)
+    _, objects = train_small(tmp_path / "run", *tied, every)
+    # the export merged a copy: the module the run hands back keeps its tie
+    embed = objects["module"].model.get_input_embeddings()
+    assert parametrize.is_parametrized(embed, "weight")
     # the run trained the tie: its checkpoint holds the parametrization, not a plain matrix
     state = load_checkpoint_state(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert "model.embed_tokens.parametrizations.weight.0.space" in state

@@ -219,7 +219,9 @@ def export_trained(
         strategy_kind(trainer.strategy) == "fsdp"
     )
     train_dtype = next(p.dtype for p in module.model.parameters() if p.is_floating_point())
-    if not sharded and not lora.enabled:
+    # a model.embed_tie is merged on a rebuilt copy: merged in place, the module the run
+    # hands back would no longer be the one its checkpoints hold
+    if not sharded and not lora.enabled and not hp.get("embed_tie"):
         # The common case: the full model is on this rank already.
         if not trainer.is_global_zero:
             return None
