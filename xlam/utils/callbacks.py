@@ -1,4 +1,4 @@
-"""Callbacks: per-source sample counts, per-step batch ids, pre-emption checkpoints."""
+"""Callbacks: per-source sample counts, per-step batch ids, pre-emption checkpoints, EMA."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import threading
+import warnings
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from lightning.pytorch import callbacks as pl_callbacks
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from xlam.utils.accumulation import unfinished_micro_batches
+from xlam.utils.strategy import strategy_kind
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,65 @@ def progress_bar(
 ) -> pl_callbacks.TQDMProgressBar | None:
     """A progress bar, or none when ``trainer.enable_progress_bar=false`` silences the run."""
     return pl_callbacks.TQDMProgressBar(refresh_rate=refresh_rate) if enabled else None
+
+
+class EMA(pl_callbacks.EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, exact across every resume.
+
+    The average is what the run hands back and exports (Lightning copies it into the model
+    at the end) and what a checkpoint's ``state_dict`` holds (``xlam-export`` of any
+    checkpoint exports it); the training weights travel beside it for resume. Lightning's
+    end-of-training copy would also overwrite the training weights in the ``last.ckpt``
+    written after it: they are kept here so that a finished run extended with
+    ``ckpt_path=last`` resumes from the weights it trained, not from their average.
+    """
+
+    def __init__(self, decay: float = 0.999, start_step: int = 0, every_n_steps: int = 1) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"callbacks.ema.decay must be in [0, 1), got {decay}")
+        super().__init__(
+            decay=decay,
+            update_starting_at_step=start_step,
+            update_every_n_steps=every_n_steps,
+        )
+        self._trained_state: dict[str, torch.Tensor] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            kind = strategy_kind(trainer.strategy)
+            if kind != "other":
+                # every rank would hold a whole unsharded copy, averaged from its shard
+                raise ValueError(
+                    f"callbacks.ema is for a model on one process or DDP, not {kind}: "
+                    "set callbacks.ema.enabled=false or use trainer=cpu/gpu/ddp"
+                )
+            if getattr(pl_module, "hparams", {}).get("quantization"):
+                raise ValueError(
+                    "callbacks.ema cannot average quantized weights (model.quantization): "
+                    "set callbacks.ema.enabled=false"
+                )
+        with warnings.catch_warnings():
+            # its "configure_model may shard" warning: sharded strategies are refused above
+            warnings.filterwarnings("ignore", message=".*overrides the configure_model.*")
+            super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._trained_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._trained_state is not None and "current_model_state" in checkpoint:
+            checkpoint["current_model_state"] = self._trained_state
+
+
+def ema(
+    enabled: bool = False, decay: float = 0.999, start_step: int = 0, every_n_steps: int = 1
+) -> EMA | None:
+    """The :class:`EMA` callback, or none unless ``callbacks.ema.enabled=true``."""
+    return EMA(decay, start_step, every_n_steps) if enabled else None
 
 
 class SourceCounter(L.Callback):
