@@ -1,4 +1,5 @@
-"""``model.embed_tie=space``: ``Ġbook``'s embedding is ``book``'s plus a space vector."""
+"""``model.embed_tie``: ``Ġbook``'s embedding is ``book``'s plus a space vector (``space``);
+``What``'s is ``what``'s plus a capital vector (``word``)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ from xlam.models.components.embed_tie import (
     check_embed_tie,
     merge_embed_tie,
     space_pairs,
+    word_groups,
 )
 from xlam.models.export import export_checkpoint, load_checkpoint_state
 
 IDS = torch.tensor([[3, 17, 42, 7, 99, 5, 250, 11]])
 
 
-def _tied(tokenizer, seed: int = 0, shared: bool = False) -> tuple[torch.nn.Module, object]:
+def _tied(
+    tokenizer, seed: int = 0, shared: bool = False, mode: str = "space"
+) -> tuple[torch.nn.Module, object]:
     config = {**TINY_QWEN2, "tie_word_embeddings": shared}
     model = build_causal_lm(None, len(tokenizer), config, seed=seed)
-    return model, apply_embed_tie(model, tokenizer, seed)
+    return model, apply_embed_tie(model, tokenizer, seed, mode)
 
 
 def test_space_pairs_of_real_tokenizers(shared_fixtures: Path) -> None:
@@ -38,6 +42,55 @@ def test_space_pairs_of_real_tokenizers(shared_fixtures: Path) -> None:
         assert pairs["Ġbook"] == tok.convert_tokens_to_ids("book")
         for s, r in zip(spaced[::97], roots[::97], strict=True):
             assert tok.decode([s]) == " " + tok.decode([r]), (s, r)
+
+
+def _form(text: str) -> tuple[int, int, str]:
+    """A decoded token's leading space, capital first letter and lower-cased rest."""
+    spaced = int(text.startswith(" "))
+    word = text[spaced:]
+    return spaced, int(word != word.lower()), word.lower()
+
+
+def test_word_groups_of_real_tokenizers(shared_fixtures: Path) -> None:
+    from transformers import AutoTokenizer
+
+    for name in ("qwen2_5", "llama3"):
+        tok = AutoTokenizer.from_pretrained(shared_fixtures / "tokenizers" / name)
+        tied, roots, space, capital = word_groups(tok)
+        assert len(tied) > len(space_pairs(tok)[0]), name
+        assert not set(tied) & set(roots)
+        by_token = {t: k for k, t in enumerate(tok.convert_ids_to_tokens(tied))}
+        for form, root, s, c in (("What", "what", 0, 1), ("ĠWhat", "what", 1, 1)):
+            k = by_token[form]
+            assert (tok.convert_ids_to_tokens(roots[k]), space[k], capital[k]) == (root, s, c)
+        for k in range(0, len(tied), 53):
+            (s1, c1, w1), (s0, c0, w0) = _form(tok.decode([tied[k]])), _form(tok.decode([roots[k]]))
+            assert w1 == w0 and (space[k], capital[k]) == (s1 - s0, c1 - c0), (tied[k], roots[k])
+
+
+def test_a_word_form_is_its_root_plus_its_directions(tiny_tokenizer) -> None:
+    model, tie = _tied(tiny_tokenizer, mode="word")
+    tied, roots, space, capital = (torch.tensor(x) for x in word_groups(tiny_tokenizer))
+    assert capital.abs().sum() > 0 and (capital < 0).any()  # both ways
+    w = model.get_input_embeddings().weight
+    want = w[roots] + space[:, None] * tie.space + capital[:, None] * tie.capital
+    torch.testing.assert_close(w[tied], want)
+    plain = build_causal_lm(None, len(tiny_tokenizer), TINY_QWEN2, seed=0)
+    others = torch.ones(len(tiny_tokenizer), dtype=torch.bool)
+    others[tied] = False
+    torch.testing.assert_close(w[others], plain.get_input_embeddings().weight[others])
+    # what trains a form trains its root, and the directions by its coefficients
+    merged, _ = _tied(tiny_tokenizer, mode="word")
+    merge_embed_tie(merged)
+    ids = torch.cat([tied[:: max(1, len(tied) // 12)], IDS[0]])[None]
+    for m in (model, merged):
+        logits = m(ids).logits[0, :-1]
+        torch.nn.functional.cross_entropy(logits, ids[0, 1:]).backward()
+    g = merged.get_input_embeddings().weight.grad
+    raw = model.get_input_embeddings().parametrizations.weight.original.grad
+    torch.testing.assert_close(raw, g.clone().index_add_(0, roots, g[tied]))
+    torch.testing.assert_close(tie.space.grad, space.float() @ g[tied])
+    torch.testing.assert_close(tie.capital.grad, capital.float() @ g[tied])
 
 
 def test_a_spaced_row_is_its_bare_form_plus_the_space_vector(tiny_tokenizer) -> None:
@@ -79,9 +132,12 @@ def test_what_trains_a_spaced_token_trains_its_bare_form(tiny_tokenizer) -> None
     assert raw[roots[:6]].abs().sum(1).min() > 0
 
 
+@pytest.mark.parametrize("mode", ["space", "word"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_merge_keeps_the_function_in_plain_matrices(tiny_tokenizer, shared: bool) -> None:
-    model, tie = _tied(tiny_tokenizer, shared=shared)
+def test_merge_keeps_the_function_in_plain_matrices(
+    tiny_tokenizer, shared: bool, mode: str
+) -> None:
+    model, tie = _tied(tiny_tokenizer, shared=shared, mode=mode)
     if shared:
         # one tie for both: the head computes the embedding's tied matrix
         assert model.get_output_embeddings().parametrizations.weight[0] is tie

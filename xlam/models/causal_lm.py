@@ -150,8 +150,9 @@ class CausalLMModule(L.LightningModule):
         conv_init: ``None`` or ``split``: half the channels of a config-built model's short
             convolutions start 3 taps wide
             (:func:`~xlam.models.components.build.split_short_conv_init`).
-        embed_tie: ``None`` or ``space``: a config-built model's space-prefixed token
-            embeddings tied to their bare forms'
+        embed_tie: ``None``, ``space`` (a config-built model's space-prefixed token
+            embeddings tied to their bare forms') or ``word`` (every spacing and case of a
+            word tied to one root)
             (:func:`~xlam.models.components.embed_tie.apply_embed_tie`); merged at export.
         lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
         quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
@@ -305,7 +306,7 @@ class CausalLMModule(L.LightningModule):
                     f"model.embed_tie={hp.embed_tie} is for a model on one process or DDP, "
                     f"not {kind}: leave model.embed_tie=null or use trainer=cpu/gpu/ddp"
                 )
-            apply_embed_tie(model, tok, hp.seed)
+            apply_embed_tie(model, tok, hp.seed, hp.embed_tie)
         kernels = hp.get("kernels")
         if kernels is not None:
             # The device is known now: a CPU trainer on a GPU machine is refused too.

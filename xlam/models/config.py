@@ -61,7 +61,7 @@ class ModelConfig:
     seed: int = 0
     # null | split (xlam.models.components.build.split_short_conv_init)
     conv_init: str | None = None
-    # null | space (xlam.models.components.embed_tie.apply_embed_tie)
+    # null | space | word (xlam.models.components.embed_tie.apply_embed_tie)
     embed_tie: str | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     quantization: str | None = None

@@ -162,7 +162,7 @@ def rebuild_model(
     )
     if hparams.get("embed_tie"):
         # the checkpoint holds the parametrization's tensors: load them into the same one
-        apply_embed_tie(model, tok, hparams.get("seed", 0))
+        apply_embed_tie(model, tok, hparams.get("seed", 0), hparams["embed_tie"])
     lora = LoraSettings.from_config(hparams.get("lora"))
     if lora.enabled:
         model = apply_lora(model, lora)

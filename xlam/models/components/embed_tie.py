@@ -1,4 +1,4 @@
-"""A space-prefixed token's embedding tied to its bare form's (``model.embed_tie=space``).
+"""Embeddings of the forms of one word tied together (``model.embed_tie=space|word``).
 
 A byte-level tokenizer has ``Ġbook`` (``book`` after a space) and ``book`` as two unrelated
 rows, so a model trained from scratch must learn every such pair from the contexts that use
@@ -8,6 +8,13 @@ before" is one direction for every word. The tie is a ``torch.nn.utils.parametri
 parametrization of the embedding matrix and of the LM head (the same one when the head
 shares the matrix); :func:`merge_embed_tie` folds it into plain matrices, which is what an
 export saves.
+
+``word`` ties every form of a word the same way: ``book``, ``Book``, ``Ġbook`` and ``ĠBook``
+are one root row (the first of them the vocabulary holds, in that order) plus a learned
+space vector for each leading space and a learned capital vector for each capital first
+letter the form has and the root has not (minus where the root has it and the form not).
+A word moved from the start of a sentence (``What``) into one (``Ġwhat``) is then the word
+it was, with a space and without its capital.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 import torch
 from torch.nn.utils import parametrize
 
-EMBED_TIES = (None, "space")
+EMBED_TIES = (None, "space", "word")
 # How a leading space is written in a vocabulary's token strings: byte-level BPE (GPT-2,
 # Qwen, Llama 3) and SentencePiece.
 SPACE_MARKS = ("Ġ", "▁")
@@ -46,6 +53,83 @@ def space_pairs(tokenizer: Any) -> tuple[list[int], list[int]]:
     return spaced, roots
 
 
+def _case(form: str) -> tuple[str, int] | None:
+    """``(key, capital)`` of a letter form: lower case (0) or capitalized (1); else None.
+
+    ASCII only: a byte-level vocabulary writes every other byte as a letter (``Ã`` is the
+    byte 0xC3, not a capital ``ã``).
+    """
+    if not form.isascii():
+        return None
+    if form == form.lower():
+        return form, 0
+    if form[0].isupper() and form[1:] == form[1:].lower():
+        return form.lower(), 1
+    return None
+
+
+def word_groups(tokenizer: Any) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The ``word`` tie's rows: ids of the tied tokens, of their roots, and each one's space
+    and capital coefficients (its leading space and capital, less its root's: -1, 0 or 1).
+
+    Tokens are grouped by their form without a leading space, lower-cased when it is ASCII
+    and lower case or capitalized (any other form, ``AEST``, groups only with its spaced
+    form). A group's root is its first form of: bare lower case, bare capitalized, spaced
+    lower case, spaced capitalized.
+    """
+    groups: dict[str, list[tuple[int, int, int]]] = {}
+    for token, i in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]):
+        spaced = int(len(token) > 1 and token[0] in SPACE_MARKS)
+        form = token[spaced:]
+        key, capital = _case(form) or (form, 0)
+        groups.setdefault(key, []).append((spaced, capital, i))
+    tied, roots, space, capital = [], [], [], []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort()
+        s0, c0, root = members[0]
+        for s1, c1, i in members[1:]:
+            if (s1, c1) == (s0, c0):
+                continue  # two tokens of one form (a duplicate spelling): left untied
+            tied.append(i)
+            roots.append(root)
+            space.append(s1 - s0)
+            capital.append(c1 - c0)
+    order = sorted(range(len(tied)), key=tied.__getitem__)
+    return tuple([x[k] for k in order] for x in (tied, roots, space, capital))  # type: ignore[return-value]
+
+
+class WordTie(torch.nn.Module):
+    """The parametrization ``W[tied] <- W[tied] + W[roots] + s * space + c * capital``.
+
+    Args:
+        tied: Ids of the tied forms.
+        roots: Ids of their roots (never tied themselves).
+        space: Each form's space coefficient.
+        capital: Each form's capital coefficient.
+        dim: Embedding width.
+    """
+
+    def __init__(
+        self, tied: list[int], roots: list[int], space: list[int], capital: list[int], dim: int
+    ) -> None:
+        super().__init__()
+        # rebuilt from the tokenizer with the model: not part of a checkpoint
+        self.register_buffer("tied", torch.tensor(tied, dtype=torch.long), persistent=False)
+        self.register_buffer("roots", torch.tensor(roots, dtype=torch.long), persistent=False)
+        coef = torch.tensor([space, capital], dtype=torch.float32).T
+        self.register_buffer("coef", coef, persistent=False)
+        self.space = torch.nn.Parameter(torch.zeros(dim))
+        self.capital = torch.nn.Parameter(torch.zeros(dim))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        directions = torch.stack([self.space, self.capital]).to(weight.dtype)
+        return weight.index_add(
+            0, self.tied, weight[self.roots] + self.coef.to(weight.dtype) @ directions
+        )
+
+
 class SpaceTie(torch.nn.Module):
     """The parametrization ``W[spaced] <- W[spaced] + W[roots] + space``; other rows as they are.
 
@@ -66,22 +150,32 @@ class SpaceTie(torch.nn.Module):
         return weight.index_add(0, self.spaced, weight[self.roots] + self.space)
 
 
-def apply_embed_tie(model: torch.nn.Module, tokenizer: Any, seed: int = 0) -> SpaceTie:
-    """Tie ``model``'s space-prefixed embeddings to their bare forms, in place.
+def apply_embed_tie(
+    model: torch.nn.Module, tokenizer: Any, seed: int = 0, mode: str = "space"
+) -> SpaceTie | WordTie:
+    """Tie ``model``'s embeddings in place: ``space`` or ``word`` (see the module docstring).
 
-    The residual rows of the spaced tokens start at zero and the space vector at the scale
-    of the other rows, so a spaced token starts as its bare form plus one shared direction.
-    An LM head that shares the embedding matrix computes the same tied matrix; a head of its
-    own gets its own tie (its own space vector). Returns the embedding's tie.
+    The residual rows of the tied tokens start at zero and the space (and capital) vectors
+    at the scale of the other rows, so a tied token starts as its root plus shared
+    directions. An LM head that shares the embedding matrix computes the same tied matrix; a
+    head of its own gets its own tie (its own vectors). Returns the embedding's tie.
 
     Raises:
-        ValueError: The vocabulary has no space-prefixed token whose bare form it also holds.
+        ValueError: An unknown ``mode``, or a vocabulary with nothing to tie.
     """
-    spaced, roots = space_pairs(tokenizer)
+    if mode == "space":
+        spaced, roots = space_pairs(tokenizer)
+        make = lambda dim: SpaceTie(spaced, roots, dim)  # noqa: E731
+    elif mode == "word":
+        spaced, roots, space, capital = word_groups(tokenizer)
+        make = lambda dim: WordTie(spaced, roots, space, capital, dim)  # noqa: E731
+    else:
+        raise ValueError(f"model.embed_tie must be one of {EMBED_TIES[1:]}, got {mode!r}")
     if not spaced:
         raise ValueError(
-            "model.embed_tie=space: the tokenizer has no token that is a space plus another "
+            f"model.embed_tie={mode}: the tokenizer has no token that is a space plus another "
             f"of its tokens (token strings starting with one of {SPACE_MARKS})"
+            + (" nor two cases of one word" if mode == "word" else "")
         )
     embed = model.get_input_embeddings()
     head = model.get_output_embeddings()
@@ -91,11 +185,13 @@ def apply_embed_tie(model: torch.nn.Module, tokenizer: Any, seed: int = 0) -> Sp
         torch.manual_seed(seed)
         for module in (embed,) if shared or head is None else (embed, head):
             weight = module.weight
-            tie = SpaceTie(spaced, roots, weight.shape[1]).to(weight.device)
+            tie = make(weight.shape[1]).to(weight.device)
             with torch.no_grad():
                 std = weight.std().item()
-                weight[tie.spaced] = 0.0
+                weight[spaced] = 0.0
                 tie.space.normal_(0.0, std)
+                if mode == "word":
+                    tie.capital.normal_(0.0, std)
             parametrize.register_parametrization(module, "weight", tie)
             ties.append(tie)
     if shared:
