@@ -173,13 +173,14 @@ def test_refusals(tmp_path: Path, tiny_tokenizer) -> None:
         apply_embed_tie(model, NoSpaces())
 
 
-def test_a_tied_run_resumes_exactly_and_exports_one_plain_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["space", "word"])
+def test_a_tied_run_resumes_exactly_and_exports_one_plain_model(tmp_path: Path, mode: str) -> None:
     """The end-of-training export, the export of its checkpoint and that of a run resumed
     from step 1 are the same plain model; the resumed steps' losses are the first run's."""
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    tied = ["model.embed_tie=space", "trainer.max_steps=3"]
+    tied = [f"model.embed_tie={mode}", "trainer.max_steps=3"]
     every = "callbacks.model_checkpoint.every_n_train_steps=1"
     _, objects = train_small(tmp_path / "run", *tied, every)
     # the export merged a copy: the module the run hands back keeps its tie
@@ -211,6 +212,10 @@ def test_a_tied_run_resumes_exactly_and_exports_one_plain_model(tmp_path: Path) 
             logits.append(model(IDS).logits)
     torch.testing.assert_close(logits[0], logits[1])
     torch.testing.assert_close(logits[0], logits[2], rtol=1e-5, atol=1e-5)
+    # and the exports compute what the trained (still tied) module computes
+    live = objects["module"].model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits[0], live(IDS).logits, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["deepspeed", "fsdp"])
