@@ -58,8 +58,8 @@ COMPARED = (*HEADLINE, "next_action", "tool_name_accuracy", "relevance_accuracy"
 # ``conf/experiment/learn_copy.yaml`` (Muon, AdamW at 0.02 on the embeddings, an LFM2 whose
 # first layer is a short convolution 32 tokens wide with half its channels starting 3 wide,
 # every form of a word (` book`, `book`, `Book`) one root embedding plus space and capital
-# vectors, copied targets weighted 10x, 16 samples a step
-# unpacked, grouped by length in windows of 64).
+# vectors, copied targets weighted 10x, 16 samples a step unpacked, grouped by length in
+# windows of 64).
 RECIPES: dict[str, dict[str, Any]] = {
     "tiny": {"split": "qwen2", "digits": 3, "vocab_size": 2048, "overrides": []},
     "copy": {

@@ -83,76 +83,52 @@ def word_groups(tokenizer: Any) -> tuple[list[int], list[int], list[int], list[i
         form = token[spaced:]
         key, capital = _case(form) or (form, 0)
         groups.setdefault(key, []).append((spaced, capital, i))
-    tied, roots, space, capital = [], [], [], []
+    rows = []
     for members in groups.values():
-        if len(members) < 2:
-            continue
         members.sort()
         s0, c0, root = members[0]
-        for s1, c1, i in members[1:]:
-            if (s1, c1) == (s0, c0):
-                continue  # two tokens of one form (a duplicate spelling): left untied
-            tied.append(i)
-            roots.append(root)
-            space.append(s1 - s0)
-            capital.append(c1 - c0)
-    order = sorted(range(len(tied)), key=tied.__getitem__)
-    return tuple([x[k] for k in order] for x in (tied, roots, space, capital))  # type: ignore[return-value]
+        # a second token of the root's own form (a duplicate spelling) is left untied
+        rows += [(i, root, s - s0, c - c0) for s, c, i in members[1:] if (s, c) != (s0, c0)]
+    rows.sort()
+    return tuple(list(col) for col in zip(*rows)) if rows else ([], [], [], [])  # type: ignore[return-value]
 
 
-class WordTie(torch.nn.Module):
-    """The parametrization ``W[tied] <- W[tied] + W[roots] + s * space + c * capital``.
+class RowTie(torch.nn.Module):
+    """The parametrization ``W[tied] <- W[tied] + W[roots] + sum_k coef[:, k] * direction_k``.
+
+    ``space`` has one direction (``space``, coefficient 1 on every row); ``word`` two
+    (``space`` and ``capital``, coefficients -1, 0 or 1). Other rows stay as they are.
 
     Args:
-        tied: Ids of the tied forms.
+        tied: Ids of the tied tokens.
         roots: Ids of their roots (never tied themselves).
-        space: Each form's space coefficient.
-        capital: Each form's capital coefficient.
+        coefs: Each direction's name and its coefficient on every tied row.
         dim: Embedding width.
     """
 
     def __init__(
-        self, tied: list[int], roots: list[int], space: list[int], capital: list[int], dim: int
+        self, tied: list[int], roots: list[int], coefs: dict[str, list[int]], dim: int
     ) -> None:
         super().__init__()
         # rebuilt from the tokenizer with the model: not part of a checkpoint
         self.register_buffer("tied", torch.tensor(tied, dtype=torch.long), persistent=False)
         self.register_buffer("roots", torch.tensor(roots, dtype=torch.long), persistent=False)
-        coef = torch.tensor([space, capital], dtype=torch.float32).T
+        coef = torch.tensor(list(coefs.values()), dtype=torch.float32).T
         self.register_buffer("coef", coef, persistent=False)
-        self.space = torch.nn.Parameter(torch.zeros(dim))
-        self.capital = torch.nn.Parameter(torch.zeros(dim))
+        self.directions = tuple(coefs)
+        for name in self.directions:
+            # plain attributes, so checkpoints name them ``...weight.0.space``
+            setattr(self, name, torch.nn.Parameter(torch.zeros(dim)))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        directions = torch.stack([self.space, self.capital]).to(weight.dtype)
-        return weight.index_add(
-            0, self.tied, weight[self.roots] + self.coef.to(weight.dtype) @ directions
-        )
-
-
-class SpaceTie(torch.nn.Module):
-    """The parametrization ``W[spaced] <- W[spaced] + W[roots] + space``; other rows as they are.
-
-    Args:
-        spaced: Ids of the space-prefixed tokens.
-        roots: Ids of their bare forms.
-        dim: Embedding width.
-    """
-
-    def __init__(self, spaced: list[int], roots: list[int], dim: int) -> None:
-        super().__init__()
-        # rebuilt from the tokenizer with the model: not part of a checkpoint
-        self.register_buffer("spaced", torch.tensor(spaced, dtype=torch.long), persistent=False)
-        self.register_buffer("roots", torch.tensor(roots, dtype=torch.long), persistent=False)
-        self.space = torch.nn.Parameter(torch.zeros(dim))
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.index_add(0, self.spaced, weight[self.roots] + self.space)
+        directions = torch.stack([getattr(self, n) for n in self.directions]).to(weight.dtype)
+        shift = self.coef.to(weight.dtype) @ directions
+        return weight.index_add(0, self.tied, weight[self.roots] + shift)
 
 
 def apply_embed_tie(
     model: torch.nn.Module, tokenizer: Any, seed: int = 0, mode: str = "space"
-) -> SpaceTie | WordTie:
+) -> RowTie:
     """Tie ``model``'s embeddings in place: ``space`` or ``word`` (see the module docstring).
 
     The residual rows of the tied tokens start at zero and the space (and capital) vectors
@@ -164,14 +140,14 @@ def apply_embed_tie(
         ValueError: An unknown ``mode``, or a vocabulary with nothing to tie.
     """
     if mode == "space":
-        spaced, roots = space_pairs(tokenizer)
-        make = lambda dim: SpaceTie(spaced, roots, dim)  # noqa: E731
+        tied, roots = space_pairs(tokenizer)
+        coefs = {"space": [1] * len(tied)}
     elif mode == "word":
-        spaced, roots, space, capital = word_groups(tokenizer)
-        make = lambda dim: WordTie(spaced, roots, space, capital, dim)  # noqa: E731
+        tied, roots, space, capital = word_groups(tokenizer)
+        coefs = {"space": space, "capital": capital}
     else:
         raise ValueError(f"model.embed_tie must be one of {EMBED_TIES[1:]}, got {mode!r}")
-    if not spaced:
+    if not tied:
         raise ValueError(
             f"model.embed_tie={mode}: the tokenizer has no token that is a space plus another "
             f"of its tokens (token strings starting with one of {SPACE_MARKS})"
@@ -185,13 +161,12 @@ def apply_embed_tie(
         torch.manual_seed(seed)
         for module in (embed,) if shared or head is None else (embed, head):
             weight = module.weight
-            tie = make(weight.shape[1]).to(weight.device)
+            tie = RowTie(tied, roots, coefs, weight.shape[1]).to(weight.device)
             with torch.no_grad():
                 std = weight.std().item()
-                weight[spaced] = 0.0
-                tie.space.normal_(0.0, std)
-                if mode == "word":
-                    tie.capital.normal_(0.0, std)
+                weight[tied] = 0.0
+                for name in tie.directions:
+                    getattr(tie, name).normal_(0.0, std)
             parametrize.register_parametrization(module, "weight", tie)
             ties.append(tie)
     if shared:
