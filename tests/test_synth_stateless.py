@@ -369,24 +369,3 @@ def test_phrasings_differ_in_words(name: str) -> None:
             users = [m["content"] for m in conv if m["role"] == "user"]
             texts.append(tuple(w.lower() for w in re.findall(r"\w+", " ".join(users))))
         assert len(set(texts)) == t.phrasings, (name, texts)
-
-
-@pytest.mark.parametrize("lo, hi", [(10, 99999), (-40, 120), (1, 900), (500, 5000), (-60, 250)])
-def test_draw_number_spreads_digit_counts(lo: int, hi: int) -> None:
-    """Every digit count the range holds comes equally often (a uniform draw over
-    ``[10, 99999]`` writes five digits 90% of the time), inside ``[lo, hi]``, a third of them
-    with one decimal place."""
-    import random
-
-    rng = random.Random(7)
-    draws = [arith.draw_number(rng, lo, hi) for _ in range(9000)]
-    assert all(lo <= x <= hi for x in draws)
-    assert all(isinstance(x, int) or round(x, 1) == x for x in draws)
-    decimals = sum(isinstance(x, float) for x in draws) / len(draws)
-    assert 0.25 < decimals < 1 / 3 + 0.02  # 1/3, less those that fall on a whole number
-    lengths = [len(str(int(abs(x)))) for x in draws]
-    counts = {d: lengths.count(d) for d in set(lengths)}
-    expected = sorted({len(str(abs(v))) for v in range(lo, hi + 1)})
-    assert sorted(counts) == expected
-    for d, c in counts.items():
-        assert abs(c / len(draws) - 1 / len(expected)) < 0.03, (d, c)

@@ -220,32 +220,11 @@ ARITH = register_domain(Domain(DOMAIN, TOOLS))
 
 
 # -- value drawing ----------------------------------------------------------------------
-def _of_length(lo: int, hi: int, digits: int) -> list[tuple[int, int]]:
-    """The intervals of ``[lo, hi]`` whose integers have ``digits`` digits (sign aside)."""
-    small = 10 ** (digits - 1) if digits > 1 else 0
-    big = 10**digits - 1
-    spans = [(max(lo, -big), min(hi, -max(small, 1))), (max(lo, small), min(hi, big))]
-    return [(a, b) for a, b in spans if a <= b]
-
-
 def draw_number(rng: random.Random, lo: int, hi: int, decimals: bool = True) -> int | float:
-    """A number in ``[lo, hi]``: an int, or (a third of the time) one decimal place.
-
-    Its integer part's digit count is drawn first, uniformly over the counts the range
-    holds, then the number within them: a uniform draw over ``[10, 99999]`` is five digits
-    90% of the time, and a model trained on it learns to write five digits (``84440`` for
-    a requested ``8444``) instead of reading where a number ends.
-    """
-    top = len(str(max(abs(lo), abs(hi))))
-    lengths = [d for d in range(1, top + 1) if _of_length(lo, hi, d)]
-    spans = _of_length(lo, hi, rng.choice(lengths))
-    a, b = rng.choices(spans, [b - a + 1 for a, b in spans])[0]
+    """A number in ``[lo, hi]``: an int, or (a third of the time) one decimal place."""
     if decimals and rng.random() < 1 / 3:
-        # the decimals of the same integer parts: -12.3 and 12.3 are two digits
-        a10 = max(lo * 10, a * 10 - 9 if a < 0 else a * 10)
-        b10 = min(hi * 10, b * 10 + 9 if b >= 0 else b * 10)
-        return num(rng.randint(a10, b10) / 10)
-    return rng.randint(a, b)
+        return num(rng.randint(lo * 10, hi * 10) / 10)
+    return rng.randint(lo, hi)
 
 
 def offer(b: EpisodeBuilder, rng: random.Random, *names: str) -> None:
@@ -394,14 +373,6 @@ _PARALLEL_Q = [
     "Calculate {p1} percent of {v1}, then {p2} percent of {v2}.",
     "Find {p1}% of {v1} as well as {p2}% of {v2}.",
     "Two percentages, please: {p1}% of {v1} and {p2}% of {v2}.",
-    "Can you compute {p1}% of {v1} and {p2}% of {v2}?",
-    "Please find {p1} percent of {v1} and {p2} percent of {v2}.",
-    "How much is {p1}% of {v1}? And {p2}% of {v2}?",
-    "{p1}% of {v1} and {p2}% of {v2}: what are they?",
-    "I'd like {p1} percent of {v1} and {p2} percent of {v2}.",
-    "Tell me {p1}% of {v1}, and separately {p2}% of {v2}.",
-    "Compute {p1} percent of {v1} as well as {p2} percent of {v2}.",
-    "What do {p1}% of {v1} and {p2}% of {v2} come to?",
     "Work out both {p1}% of {v1} and {p2}% of {v2} for me.",
 ]
 
