@@ -154,6 +154,9 @@ class CausalLMModule(L.LightningModule):
             embeddings tied to their bare forms') or ``word`` (every spacing and case of a
             word tied to one root)
             (:func:`~xlam.models.components.embed_tie.apply_embed_tie`); merged at export.
+        neftune_alpha: NEFTune (Jain et al., 2023): in training, uniform noise in
+            ``±alpha / sqrt(seq * hidden)`` added to the input embeddings (transformers'
+            hook); ``None``: none.
         lora: The ``model.lora`` node (:class:`LoraSettings`); adapters only when enabled.
         quantization: ``null`` or ``nf4`` (QLoRA: 4-bit frozen base, needs LoRA and CUDA).
         packing_check: On the first packed batch, run its samples packed and unpacked and
@@ -210,6 +213,7 @@ class CausalLMModule(L.LightningModule):
         compile: bool | dict[str, Any] = False,
         conv_init: str | None = None,
         embed_tie: str | None = None,
+        neftune_alpha: float | None = None,
     ) -> None:
         super().__init__()
         if not path and not (from_config and tokenizer_path):
@@ -225,6 +229,10 @@ class CausalLMModule(L.LightningModule):
             )
         if not copy_weight > 0:
             raise ValueError(f"model.copy_weight must be > 0, got {copy_weight!r}")
+        if neftune_alpha is not None and not neftune_alpha > 0:
+            raise ValueError(
+                f"model.neftune_alpha must be > 0 (null: no noise), got {neftune_alpha!r}"
+            )
         check_conv_init(conv_init, path)
         check_embed_tie(embed_tie, path)
         if nonfinite not in ("stop", "skip"):
@@ -336,6 +344,12 @@ class CausalLMModule(L.LightningModule):
             model.config.use_cache = False
         if self.lora.enabled:
             model = apply_lora(model, self.lora)
+        if hp.get("neftune_alpha"):
+            from transformers.integrations.neftune import activate_neftune
+
+            # transformers' hook (what its Trainer installs): active in training mode only,
+            # so validation, generation and the export see clean embeddings
+            activate_neftune(model, hp.neftune_alpha)
         if self.compile_options is not None:
             # Last: what is compiled is the model as it trains (Liger, LoRA and checkpointing in).
             n = compile_layers(model, self.compile_options)

@@ -63,6 +63,8 @@ class ModelConfig:
     conv_init: str | None = None
     # null | space | word (xlam.models.components.embed_tie.apply_embed_tie)
     embed_tie: str | None = None
+    # NEFTune: noise on the input embeddings in training (null: none)
+    neftune_alpha: float | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     quantization: str | None = None
     packing_check: bool = True
