@@ -373,6 +373,14 @@ _PARALLEL_Q = [
     "Calculate {p1} percent of {v1}, then {p2} percent of {v2}.",
     "Find {p1}% of {v1} as well as {p2}% of {v2}.",
     "Two percentages, please: {p1}% of {v1} and {p2}% of {v2}.",
+    "Can you compute {p1}% of {v1} and {p2}% of {v2}?",
+    "Please find {p1} percent of {v1} and {p2} percent of {v2}.",
+    "How much is {p1}% of {v1}? And {p2}% of {v2}?",
+    "{p1}% of {v1} and {p2}% of {v2}: what are they?",
+    "I'd like {p1} percent of {v1} and {p2} percent of {v2}.",
+    "Tell me {p1}% of {v1}, and separately {p2}% of {v2}.",
+    "Compute {p1} percent of {v1} as well as {p2} percent of {v2}.",
+    "What do {p1}% of {v1} and {p2}% of {v2} come to?",
     "Work out both {p1}% of {v1} and {p2}% of {v2} for me.",
 ]
 

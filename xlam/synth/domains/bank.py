@@ -296,7 +296,7 @@ def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Account {a} has a balance of {_f(r['balance'])}.", [r["balance"]])
 
 
-@template("bank.two_balances", "bank", "parallel", 9, combo=("get_balance",))
+@template("bank.two_balances", "bank", "parallel", 17, combo=("get_balance",))
 def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     a, c = _pick(b, rng, 2)
     offer(b, rng, ["get_balance"], ["transfer", "list_transactions", "find_account"])
@@ -310,6 +310,14 @@ def _two_balances(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Tell me what {a} and {c} each hold.",
             f"Show the money on {a} and on {c}.",
             f"{a} and {c}: how much is in each account?",
+            f"Can you check the balances of {a} and {c}?",
+            f"How much money do {a} and {c} hold?",
+            f"Please show me the balance of {a} and of {c}.",
+            f"Balances for {a} and {c}, please.",
+            f"I'd like to know what is in {a} and what is in {c}.",
+            f"Check both accounts, {a} and {c}, and report the balances.",
+            f"What do {a} and {c} have in them right now?",
+            f"Find out how much {a} has and how much {c} has.",
             f"Look up the balances of {a} and {c} for me.",
         )[phrasing]
     )

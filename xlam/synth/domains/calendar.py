@@ -354,6 +354,14 @@ _ZONES_Q = [
     "Tell me what {t} {z} is in {z1} and in {z2}.",
     "If it's {t} in {z}, what times do {z1} and {z2} show?",
     "Convert {t} {z} into {z1} time and into {z2} time.",
+    "Can you convert {t} {z} to {z1} and to {z2}?",
+    "{t} in {z}: what are the times in {z1} and {z2}?",
+    "Please give me {t} {z} in both {z1} and {z2}.",
+    "I have {t} {z}. Show it in {z1} and in {z2}.",
+    "Show {t} {z} as {z1} time and as {z2} time.",
+    "What would {t} {z} be in {z1} and in {z2}?",
+    "For a meeting at {t} {z}, give me the times in {z1} and {z2}.",
+    "Find the {z1} and {z2} times for {t} {z}.",
     "When it is {t} {z}, what time is it in {z1} and in {z2}?",
 ]
 

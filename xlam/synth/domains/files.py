@@ -296,7 +296,7 @@ def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Added it; {p} is now {r['size']} characters long.", [r["size"]])
 
 
-@template("files.list_two", "files", "parallel", 9, combo=("list_dir",))
+@template("files.list_two", "files", "parallel", 17, combo=("list_dir",))
 def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     d1, d2 = rng.sample(_leaf_dirs(b), 2)
     offer(b, rng, ["list_dir"], ["find_files", "read_file"])
@@ -310,6 +310,14 @@ def _list_two(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What files does {d1} have, and what files does {d2} have?",
             f"Give me a listing of {d1} and one of {d2}.",
             f"Tell me what {d1} and {d2} contain.",
+            f"Can you list {d1} and {d2}?",
+            f"What do {d1} and {d2} contain?",
+            f"Please list what is in {d1} and what is in {d2}.",
+            f"I'd like a listing of both {d1} and {d2}.",
+            f"{d1} and {d2}: which files are in each?",
+            f"Show what {d1} holds and what {d2} holds.",
+            f"List the files of {d1} and of {d2}.",
+            f"Which files are in {d1}, and which are in {d2}?",
             f"Show me the contents of both {d1} and {d2}.",
         )[phrasing]
     )

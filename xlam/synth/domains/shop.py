@@ -227,7 +227,7 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.compare", "shop", "parallel", 9, combo=("get_product",))
+@template("shop.compare", "shop", "parallel", 17, combo=("get_product",))
 def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     p1, p2 = _pick(b, rng, 2)
     offer(b, rng, ["get_product"], ["search_products", "view_cart", "add_to_cart"])
@@ -241,6 +241,14 @@ def _compare(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Tell me the price of {p1} and the price of {p2}.",
             f"Which costs more, {p1} or {p2}?",
             f"Get me the prices for {p1} and {p2}.",
+            f"How much are {p1} and {p2}?",
+            f"Can you look up the prices of {p1} and {p2}?",
+            f"Please check what {p1} and {p2} cost.",
+            f"{p1} or {p2}: what does each one cost?",
+            f"I want the price of {p1} as well as {p2}.",
+            f"Show me what {p1} costs and what {p2} costs.",
+            f"Find the prices of {p1} and of {p2} for me.",
+            f"What is the price of {p1}, and of {p2}?",
             f"Compare {p1} and {p2}; how much is each?",
         )[phrasing]
     )

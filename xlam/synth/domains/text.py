@@ -238,6 +238,14 @@ _TWO_CHARS_Q = [
     "For '{s}', give me the counts of '{c1}' and of '{c2}'.",
     "How many '{c1}' and how many '{c2}' are there in '{s}'?",
     "Find the number of '{c1}' and '{c2}' characters in '{s}'.",
+    "Count '{c1}' and '{c2}' in '{s}' for me.",
+    "What are the counts of '{c1}' and '{c2}' in '{s}'?",
+    "Please count how many '{c1}' and '{c2}' characters '{s}' has.",
+    "In '{s}', count the '{c1}' and the '{c2}' characters.",
+    "I'd like the number of '{c1}' and of '{c2}' in '{s}'.",
+    "How often do '{c1}' and '{c2}' appear in '{s}'?",
+    "Can you count both '{c1}' and '{c2}' in '{s}'?",
+    "Give me the count of '{c1}' and the count of '{c2}' in '{s}'.",
     "Tell me how many times '{c1}' and '{c2}' occur in '{s}'.",
 ]
 

@@ -268,7 +268,7 @@ def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("travel.two_flights", "travel", "parallel", 9, combo=("get_flight",))
+@template("travel.two_flights", "travel", "parallel", 17, combo=("get_flight",))
 def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     f1, f2 = rng.sample(sorted(b.state["flights"]), 2)
     offer(b, rng, ["get_flight"], ["search_flights", "book_flight", "list_bookings"])
@@ -282,6 +282,14 @@ def _two_flights(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I need to know when {f1} leaves and when {f2} leaves.",
             f"At what time do {f1} and {f2} take off?",
             f"Find the times {f1} and {f2} depart.",
+            f"Can you tell me when {f1} and {f2} depart?",
+            f"Departure times for {f1} and {f2}, please.",
+            f"Please look up when {f1} and {f2} leave.",
+            f"{f1} and {f2}: what time does each leave?",
+            f"What time do {f1} and {f2} depart?",
+            f"I'd like the departure times of flights {f1} and {f2}.",
+            f"Show me when {f1} takes off and when {f2} takes off.",
+            f"Get the departure time of {f1} and of {f2}.",
             f"Check flights {f1} and {f2} for me: what are the departure times?",
         )[phrasing]
     )
