@@ -261,6 +261,14 @@ _CURRENCY_Q = [
     "Convert {a} {f} to {t}, please.",
     "I have {a} {f}. What is that worth in {t}?",
     "What do {a} {f} come to in {t}?",
+    "Can you convert {a} {f} into {t}?",
+    "I'd like {a} {f} converted to {t}.",
+    "{a} {f}: how much is that in {t}?",
+    "Please convert {a} {f} to {t}.",
+    "What are {a} {f} worth in {t}?",
+    "How much {t} do I get for {a} {f}?",
+    "Change {a} {f} into {t} for me.",
+    "What would {a} {f} be in {t}?",
     "What is {a} {f} worth in {t}, please?",
 ]
 

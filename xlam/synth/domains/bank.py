@@ -279,7 +279,7 @@ def _f(v: Any) -> str:
     return format_value(v)
 
 
-@template("bank.balance", "bank", "single", 5, combo=("get_balance",))
+@template("bank.balance", "bank", "single", 13, combo=("get_balance",))
 def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (a,) = _pick(b, rng, 1)
     offer(b, rng, ["get_balance"], ["deposit", "list_transactions", "withdraw"])
@@ -289,6 +289,14 @@ def _balance(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"How much money is in {a} right now?",
             f"Check the current balance on account {a} for me.",
             f"Tell me how much account {a} holds.",
+            f"Can you tell me the balance of account {a}?",
+            f"I'd like to know the balance on {a}.",
+            f"{a}: how much money does it hold?",
+            f"Please check the balance of account {a}.",
+            f"What is the current balance on {a}?",
+            f"How much does account {a} hold right now?",
+            f"Look up the balance of account {a} for me.",
+            f"Show me how much money is in account {a}.",
             f"Check how much money account {a} holds right now.",
         )[phrasing]
     )

@@ -216,6 +216,14 @@ _WEEKDAY_Q = [
     "Which weekday does {d} fall on?",
     "Tell me the weekday of {d}.",
     "{d}: what day of the week is that?",
+    "Can you tell me the weekday of {d}?",
+    "I'd like to know what day of the week {d} is.",
+    "On which weekday does {d} fall?",
+    "Please tell me the day of the week for {d}.",
+    "What weekday is {d}?",
+    "{d} falls on which day of the week?",
+    "Which weekday is {d}?",
+    "Tell me what day {d} is.",
     "Which day of the week is {d}?",
 ]
 

@@ -261,7 +261,7 @@ def _read(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"{p} says: {r['content']}", [r["content"]])
 
 
-@template("files.delete", "files", "single", 5, combo=("delete_file",))
+@template("files.delete", "files", "single", 13, combo=("delete_file",))
 def _delete(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     offer(b, rng, ["delete_file"], ["move_file", "read_file", "write_file"])
@@ -271,6 +271,14 @@ def _delete(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Please remove the file {p}.",
             f"I no longer need {p}; get rid of it.",
             f"Erase {p} from my files.",
+            f"Can you delete the file {p}?",
+            f"I'd like {p} erased.",
+            f"{p} can go; please delete it.",
+            f"Please get rid of the file {p}.",
+            f"Remove {p} from my files.",
+            f"Could you erase {p} for me?",
+            f"The file {p} is no longer needed; delete it.",
+            f"Erase the old file {p}.",
             f"Please erase the file {p}.",
         )[phrasing]
     )
@@ -278,7 +286,7 @@ def _delete(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     b.say(f"Deleted {r['deleted']}.", [r["deleted"]])
 
 
-@template("files.append", "files", "single", 5, combo=("write_file",))
+@template("files.append", "files", "single", 13, combo=("write_file",))
 def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (p,) = _files(b, rng, 1)
     line = f"{' '.join(rng.sample(WORDS, 2))} {rng.randint(1, 9999)}"
@@ -289,6 +297,14 @@ def _append(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Append '{line}' at the end of {p}.",
             f"Please put '{line}' on a new line in {p}.",
             f"Tack '{line}' onto {p}.",
+            f"Can you append the line '{line}' to {p}?",
+            f"I'd like '{line}' added at the end of {p}.",
+            f"{p} needs one more line: '{line}'.",
+            f"Please write '{line}' at the end of {p}.",
+            f"Put the line '{line}' at the end of {p}.",
+            f"Could you add '{line}' to {p}?",
+            f"Append the line '{line}' to the file {p}.",
+            f"At the end of {p}, add '{line}'.",
             f"Please add the line '{line}' at the end of {p}.",
         )[phrasing]
     )

@@ -207,7 +207,7 @@ def _f(v: Any) -> str:
     return format_value(v)
 
 
-@template("shop.product", "shop", "single", 5, combo=("get_product",))
+@template("shop.product", "shop", "single", 13, combo=("get_product",))
 def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     (pid,) = _pick(b, rng, 1)
     offer(b, rng, ["get_product"], ["search_products", "add_to_cart", "view_cart"])
@@ -217,6 +217,14 @@ def _product_info(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"What's the price and stock level of product {pid}?",
             f"Check {pid} for me: cost and availability.",
             f"Give me the price of item {pid} and how many are left.",
+            f"Can you check the price and stock of {pid}?",
+            f"I'd like the price of {pid} and how many are in stock.",
+            f"{pid}: what does it cost, and how many are left?",
+            f"Please look up product {pid}: price and stock.",
+            f"Is item {pid} in stock, and what is its price?",
+            f"What does product {pid} cost, and how many are in stock?",
+            f"Tell me the price of {pid} and whether it is in stock.",
+            f"How many of {pid} are left, and what's the price?",
             f"What's the price of product {pid}, and is it in stock?",
         )[phrasing]
     )
@@ -416,7 +424,7 @@ def _cart(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     )
 
 
-@template("shop.remove", "shop", "single", 5, combo=("remove_from_cart",))
+@template("shop.remove", "shop", "single", 13, combo=("remove_from_cart",))
 def _remove(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     pid = rng.choice(sorted(b.state["cart"]))
     offer(b, rng, ["remove_from_cart"], ["add_to_cart", "view_cart", "checkout"])
@@ -426,6 +434,14 @@ def _remove(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"Take {pid} out of the basket, please.",
             f"I changed my mind about {pid}; drop it from the cart.",
             f"Delete item {pid} from my shopping cart.",
+            f"Can you remove {pid} from my cart?",
+            f"I'd like {pid} taken out of my basket.",
+            f"{pid} should not be in my cart; remove it.",
+            f"Please take item {pid} out of my cart.",
+            f"Drop item {pid} from the basket.",
+            f"Remove product {pid} from my basket.",
+            f"Could you take {pid} out of my shopping cart?",
+            f"I don't want {pid} any more; drop it.",
             f"Please drop {pid} from my basket.",
         )[phrasing]
     )

@@ -158,6 +158,14 @@ _REVERSE_Q = [
     "Write '{s}' backwards.",
     "What is '{s}' spelled in reverse?",
     "Flip '{s}' so that it reads back to front.",
+    "Can you reverse '{s}'?",
+    "I'd like '{s}' written backwards.",
+    "'{s}': what is it in reverse?",
+    "Please spell '{s}' backwards.",
+    "Reverse '{s}' for me.",
+    "Spell the text '{s}' back to front.",
+    "How does '{s}' read backwards?",
+    "Write '{s}' in reverse order.",
     "Write the text '{s}' in reverse.",
 ]
 

@@ -249,7 +249,7 @@ def _open(state: State) -> list[str]:
     return sorted(i for i, f in state["flights"].items() if f["seats_left"] > 0)
 
 
-@template("travel.cancel", "travel", "single", 5, combo=("cancel_booking",))
+@template("travel.cancel", "travel", "single", 13, combo=("cancel_booking",))
 def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
     bid = rng.choice(sorted(b.state["bookings"]))
     offer(b, rng, ["cancel_booking"], ["list_bookings", "book_flight", "get_flight"])
@@ -259,6 +259,14 @@ def _cancel(b: EpisodeBuilder, rng: random.Random, phrasing: int) -> None:
             f"I can't travel any more, please cancel {bid}.",
             f"Please call off my reservation {bid}.",
             f"Drop booking {bid} and refund me.",
+            f"Can you cancel booking {bid}?",
+            f"I'd like to cancel my booking {bid}.",
+            f"{bid} is off; please cancel it.",
+            f"Please cancel the reservation {bid}.",
+            f"Call off booking {bid} and refund me.",
+            f"Cancel my booking {bid}, please.",
+            f"Could you cancel reservation {bid} for me?",
+            f"I no longer need booking {bid}; cancel it and refund me.",
             f"Please cancel my reservation {bid} and refund me.",
         )[phrasing]
     )
