@@ -9,11 +9,12 @@ seen wording, not new vocabulary. Words are ``[a-z]+`` runs of the lower-cased u
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 
-from xlam.synth.core import Template
+from xlam.synth.core import DOMAINS, EpisodeBuilder, Template
 from xlam.synth.generate import build_one, default_templates, request_variants
 
 TEMPLATES = default_templates()
@@ -45,3 +46,14 @@ def test_held_out_phrasing_uses_only_training_words(t: Template) -> None:
         new = sorted(set(test_words) - seen)
         assert not new, f"{t.name} seed {seed}: held-out phrasing has unseen words {new}"
         assert test_words not in train_seqs, f"{t.name} seed {seed}: a training sentence"
+
+
+@pytest.mark.parametrize("t", TEMPLATES, ids=lambda t: t.name)
+def test_phrasing_count_is_the_number_of_sentences(t: Template) -> None:
+    # A template's count is written by hand beside its sentences: one too small silently
+    # leaves the last sentences unused and makes a training sentence the held-out one.
+    rng = random.Random(0)
+    domain = DOMAINS[t.domain]
+    b = EpisodeBuilder(domain, domain.initial_state(rng))
+    with pytest.raises(IndexError):
+        t.build(b, rng, t.phrasings)
